@@ -1,0 +1,496 @@
+"""
+The swarr model: a small Llama-style decoder with sliding-window attention, a ring-buffer KV
+cache, batched generation and checkpoint I/O. The whole model is in this file.
+
+    from model import GPTConfig, GPT, generate, save_checkpoint, load_checkpoint
+    model = GPT(GPTConfig(vocab_size=1024, window=128))
+    completions, logprobs = generate(model, [[1, 2, 3]], max_new_tokens=32, temperature=0.0)
+
+Window convention (DESIGN.md): with `window = W`, query i sees key j iff 0 <= i - j < W (W keys,
+itself included; Hugging Face's `sliding_window`, FlashAttention's window_size=(W-1, 0)); with
+`n_sink = S` the first S keys stay visible too. `window=None` is full causal attention.
+
+Sliding layers have three interchangeable attention paths with one semantics:
+  dense  explicit (T, T) boolean mask into SDPA: the reference, obviously right, O(T^2) memory
+  tiled  plain PyTorch: blocks of queries against only the keys they can see, O(T*W) memory
+  flex   FlexAttention with a cached block mask (compiled on CUDA): the fast GPU path
+Full layers always use SDPA's causal kernel.
+"""
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 1024
+    n_layer: int = 6
+    n_head: int = 6
+    n_kv_head: int = 2           # grouped-query attention: n_head // n_kv_head queries share a key
+    n_embd: int = 384
+    max_seq_len: int = 1024
+    window: int | None = None    # None = full attention everywhere
+    layer_pattern: str = "S"     # repeated over depth when window is set: S = sliding, F = full
+    n_sink: int = 0              # attention-sink tokens kept visible by sliding layers
+    attn_impl: str = "auto"      # dense | tiled | flex | auto (flex on CUDA, tiled on CPU)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        # one clear line for each kind of nonsense, so scripts can print it as is
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd={self.n_embd} / n_head={self.n_head} must be an even integer head size")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}")
+        if not self.layer_pattern or set(self.layer_pattern) - set("SF"):
+            raise ValueError(f"layer_pattern must be letters S (sliding) and F (full), got {self.layer_pattern!r}")
+        if self.n_sink < 0 or (self.window is not None and self.n_sink >= self.window):
+            raise ValueError(f"n_sink must be >= 0 and < window, got n_sink={self.n_sink}, window={self.window}")
+        if self.attn_impl not in ("dense", "tiled", "flex", "auto"):
+            raise ValueError(f"attn_impl must be dense, tiled, flex or auto, got {self.attn_impl!r}")
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+    def layer_kinds(self):
+        """'S' or 'F' for each layer: the pattern repeated over the depth ('F' everywhere if no window)."""
+        if self.window is None:
+            return ["F"] * self.n_layer
+        return [self.layer_pattern[i % len(self.layer_pattern)] for i in range(self.n_layer)]
+
+    def describe(self):
+        if self.window is None or "S" not in self.layer_kinds():
+            return "full"
+        return f"SWA W={self.window} ({self.layer_pattern}, sinks {self.n_sink})"
+
+
+# ----------------------------------------------------------------------------------------------
+# attention paths for sliding layers: q (B, H, T, D), k and v (B, Hkv, T, D) -> (B, H, T, D)
+
+def sliding_mask(T, window, n_sink, device=None):
+    """(T, T) boolean mask of the window convention; True = may attend."""
+    i = torch.arange(T, device=device)[:, None]
+    j = torch.arange(T, device=device)[None, :]
+    return (j <= i) & ((i - j < window) | (j < n_sink))
+
+
+def dense_attention(q, k, v, window, n_sink=0):
+    mask = sliding_mask(q.shape[2], window, n_sink, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+
+
+def tiled_attention(q, k, v, window, n_sink=0, block=None):
+    """Queries in blocks of Bq; block n attends only to keys [n*Bq - (W-1), (n+1)*Bq) plus sinks.
+
+    Scores are (T, Bq + W - 1) per head instead of (T, T), so memory is O(T*W); no loop over
+    the sequence (the key windows are strided views made by unfold)."""
+    B, H, T, D = q.shape
+    Hkv = k.shape[1]
+    G = H // Hkv
+    W = min(window, T)                       # a window longer than the sequence is causal attention
+    S = n_sink if window < T else 0          # sinks only matter when some keys fall out of the window
+    Bq = block or max(16, min(W, 128))
+    nb = -(-T // Bq)
+    Tp, span = nb * Bq, Bq + W - 1
+    qb = F.pad(q, (0, 0, 0, Tp - T)).view(B, Hkv, G, nb, Bq, D)
+    kw = F.pad(k, (0, 0, W - 1, Tp - T)).unfold(2, span, Bq)           # (B, Hkv, nb, D, span)
+    vw = F.pad(v, (0, 0, W - 1, Tp - T)).unfold(2, span, Bq)
+    scores = torch.einsum("bhgnqd,bhnds->bhgnqs", qb, kw) / math.sqrt(D)
+    r = torch.arange(Bq, device=q.device)[:, None]
+    c = torch.arange(span, device=q.device)[None, :]
+    key_pos = torch.arange(nb, device=q.device)[:, None, None] * Bq - (W - 1) + c
+    visible = (c >= r) & (c <= r + W - 1) & (key_pos >= 0)             # (nb, Bq, span)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    if S:
+        # sink keys, counted only where they have left the window (else they are in it already)
+        sink_scores = torch.einsum("bhgnqd,bhsd->bhgnqs", qb, k[:, :, :S]) / math.sqrt(D)
+        qpos = torch.arange(Tp, device=q.device).view(nb, Bq, 1)
+        sink_visible = qpos - torch.arange(S, device=q.device) >= W
+        scores = torch.cat([sink_scores.masked_fill(~sink_visible, float("-inf")), scores], dim=-1)
+    p = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype)
+    out = torch.einsum("bhgnqs,bhnds->bhgnqd", p[..., S:], vw)
+    if S:
+        out = out + torch.einsum("bhgnqs,bhsd->bhgnqd", p[..., :S], v[:, :, :S])
+    return out.reshape(B, H, Tp, D)[:, :, :T]
+
+
+@lru_cache(maxsize=32)
+def _flex_block_mask(T, window, n_sink, device):
+    def mask_mod(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & ((q_idx - kv_idx < window) | (kv_idx < n_sink))
+    return create_block_mask(mask_mod, None, None, T, T, device=device)
+
+
+_compiled_flex = None
+
+
+def flex_attention_fn(device):
+    """FlexAttention is only fast compiled; on CPU the eager (reference) version is used."""
+    global _compiled_flex
+    if torch.device(device).type != "cuda":
+        return flex_attention
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex
+
+
+def resolve_impl(impl, device):
+    if impl == "auto":
+        return "flex" if torch.device(device).type == "cuda" else "tiled"
+    return impl
+
+
+# ----------------------------------------------------------------------------------------------
+# the transformer
+
+def rope_tables(cfg):
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
+    angles = torch.outer(torch.arange(cfg.max_seq_len).float(), inv_freq)   # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    # Llama/HF "rotate half" layout (first half / second half of the head), so imported weights fit
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg, layer_idx):
+        super().__init__()
+        self.cfg, self.layer_idx = cfg, layer_idx
+        self.sliding = cfg.layer_kinds()[layer_idx] == "S"
+        D = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * D, bias=False)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
+        self.o_proj = nn.Linear(cfg.n_head * D, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, block_mask=None, cache=None, pos=None):
+        B, T, _ = x.shape
+        cfg, D = self.cfg, self.cfg.head_dim
+        q = self.q_proj(x).view(B, T, cfg.n_head, D).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
+        if pos is not None:                                        # one decoding step
+            y = cache.decode(self.layer_idx, q, k, v, pos)
+        else:
+            if cache is not None:                                  # prefill
+                cache.fill(self.layer_idx, k, v)
+            if not self.sliding:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            else:
+                impl = resolve_impl(cfg.attn_impl, x.device)
+                if impl == "dense":
+                    y = dense_attention(q, k, v, cfg.window, cfg.n_sink)
+                elif impl == "tiled":
+                    y = tiled_attention(q, k, v, cfg.window, cfg.n_sink)
+                else:
+                    y = flex_attention_fn(x.device)(q, k, v, block_mask=block_mask, enable_gqa=True)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        hidden = 64 * math.ceil(8 * cfg.n_embd / 3 / 64)   # SwiGLU's 8/3 keeps the MLP's size at 4x GELU's
+        self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.up_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg, layer_idx):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn = Attention(cfg, layer_idx)
+        self.mlp_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, block_mask=None, cache=None, pos=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, block_mask, cache, pos)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        # Untied input/output embeddings, as Llama and Mistral: with a ~1k vocabulary tying would
+        # save under 5% of the parameters, and untied weights import real checkpoints unchanged.
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        cos, sin = rope_tables(cfg)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2's residual scaling: each block adds two outputs to the residual stream, so their
+        # projections start 1/sqrt(2L) smaller to keep the stream's variance flat over depth.
+        for block in self.layers:
+            for lin in (block.attn.o_proj, block.mlp.down_proj):
+                nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx, cache=None, pos=None):
+        """idx (B, T) -> logits (B, T, vocab). With a cache: prefill (pos=None, positions 0..T-1)
+        or one decoding step (idx (B, 1), pos (B,) the position of each row's token)."""
+        B, T = idx.shape
+        if pos is None:
+            if T > self.config.max_seq_len:
+                raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
+            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        else:
+            cos, sin = self.rope_cos[pos][:, None, None], self.rope_sin[pos][:, None, None]
+            cache.set_masks(pos)
+        block_mask = None
+        cfg = self.config
+        if pos is None and "S" in cfg.layer_kinds() and resolve_impl(cfg.attn_impl, idx.device) == "flex":
+            block_mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device))  # shared by all layers
+        x = self.tok_emb(idx)
+        for block in self.layers:
+            x = block(x, cos, sin, block_mask, cache, pos)
+        return self.lm_head(self.norm(x))
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# KV cache and generation
+
+class KVCache:
+    """Preallocated keys/values (after RoPE) for a batch of B rows, right-padded prompts.
+
+    Full layers keep every position: slot = position. Sliding layers keep S sink slots followed by
+    a ring of R = min(W, max_len) slots, slot = S + position % R, so decoding memory does not grow
+    with the generation's length. Each row has its own position; masks hide empty slots."""
+
+    def __init__(self, cfg, batch, max_len, device, dtype):
+        self.cfg, self.max_len = cfg, max_len
+        self.ring = min(cfg.window, max_len) if cfg.window else max_len
+        self.sinks = cfg.n_sink if cfg.window else 0
+        shape = lambda n: (batch, cfg.n_kv_head, n, cfg.head_dim)
+        self.k, self.v = [], []
+        for kind in cfg.layer_kinds():
+            n = max_len if kind == "F" else self.sinks + self.ring
+            self.k.append(torch.zeros(shape(n), device=device, dtype=dtype))
+            self.v.append(torch.zeros(shape(n), device=device, dtype=dtype))
+        self.lengths = None    # (B,) prompt lengths, set before prefill
+        self.masks = None
+
+    def nbytes(self):
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    def fill(self, layer, k, v):
+        """Prefill: store the prompts' keys/values. Positions past a row's length hold padding,
+        which decoding overwrites before any query can see it."""
+        T = k.shape[2]
+        if self.cfg.layer_kinds()[layer] == "F":
+            self.k[layer][:, :, :T], self.v[layer][:, :, :T] = k, v
+            return
+        S, R = self.sinks, self.ring
+        if S:
+            self.k[layer][:, :, :min(S, T)], self.v[layer][:, :, :min(S, T)] = k[:, :, :S], v[:, :, :S]
+        # ring slot s gets the row's latest real position p < length with p % R == s
+        s = torch.arange(R, device=k.device)
+        last = self.lengths[:, None] - 1
+        p = last - (last - s) % R                                   # (B, R); < 0 means empty
+        idx = p.clamp(0, T - 1)[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+        self.k[layer][:, :, S:] = k.gather(2, idx)
+        self.v[layer][:, :, S:] = v.gather(2, idx)
+
+    def set_masks(self, pos):
+        """Which slots each row's query at `pos` may see, per layer kind: (B, 1, 1, slots)."""
+        dev = pos.device
+        full = torch.arange(self.max_len, device=dev) <= pos[:, None]
+        S, R = self.sinks, self.ring
+        ring_pos = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R
+        sliding = ring_pos >= 0
+        if S:
+            sink = torch.arange(S, device=dev)
+            sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)
+            sliding = torch.cat([sink_visible, sliding], dim=1)
+        self.masks = {"F": full[:, None, None], "S": sliding[:, None, None]}
+
+    def decode(self, layer, q, k, v, pos):
+        """Write one token's k/v per row at its own position, then attend over the cache."""
+        kind = self.cfg.layer_kinds()[layer]
+        K, V = self.k[layer], self.v[layer]
+        S, R = self.sinks, self.ring
+        expand = lambda i: i[:, None, None, None].expand(-1, K.shape[1], 1, K.shape[3])
+        slot = pos if kind == "F" else S + pos % R
+        K.scatter_(2, expand(slot), k)
+        V.scatter_(2, expand(slot), v)
+        if kind == "S" and S:   # the first S positions are also kept for good in the sink slots
+            is_sink = (pos < S)[:, None, None, None]
+            sink_slot = expand(pos.clamp(max=S - 1))
+            K.scatter_(2, sink_slot, torch.where(is_sink, k, K.gather(2, sink_slot)))
+            V.scatter_(2, sink_slot, torch.where(is_sink, v, V.gather(2, sink_slot)))
+        # one query per row: a grouped matmul beats SDPA's general kernels here
+        B, H, _, D = q.shape
+        qg = q.view(B, K.shape[1], H // K.shape[1], D)
+        scores = (qg @ K.transpose(-1, -2)).to(torch.promote_types(q.dtype, torch.float32)) / math.sqrt(D)          # (B, Hkv, G, slots)
+        scores = scores.masked_fill(~self.masks[kind], float("-inf"))
+        y = torch.softmax(scores, dim=-1).to(V.dtype) @ V                     # (B, Hkv, G, D)
+        return y.view(B, H, 1, D)
+
+
+def kv_cache_bytes(cfg, seq_len, batch=1, dtype_bytes=2):
+    """Bytes of KV cache that `generate` holds for `batch` sequences of `seq_len` tokens."""
+    per_slot = 2 * cfg.n_kv_head * cfg.head_dim * dtype_bytes
+    sinks = cfg.n_sink if cfg.window else 0
+    slots = sum(seq_len if kind == "F" else sinks + min(cfg.window, seq_len) for kind in cfg.layer_kinds())
+    return batch * slots * per_slot
+
+
+def sample_next(logits, temperature, top_k, generator):
+    """Next token and its log-probability under the distribution it was drawn from.
+    Greedy (temperature 0) reports the model's own log-probability of the argmax."""
+    logits = logits.float()
+    if temperature == 0:
+        tok = logits.argmax(-1)
+        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0]
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    logp = torch.log_softmax(logits, -1)
+    # Gumbel-max through exponentials: argmax p/E with E ~ Exp(1) is a draw from p, without a sync
+    noise = torch.empty_like(logp).exponential_(generator=generator)
+    tok = (logp - noise.log()).argmax(-1)
+    return tok, logp.gather(-1, tok[:, None])[:, 0]
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
+    """Sample continuations of a batch of prompts (lists of token ids, any lengths).
+
+    Returns (completions, logprobs): per row the new tokens (eos included if produced; a row stops
+    at its own eos) and the log-probability of each under the distribution it was sampled from."""
+    cfg = model.config
+    device = model.lm_head.weight.device
+    lens = [len(p) for p in prompts]
+    if not prompts or min(lens) < 1:
+        raise ValueError("generate needs at least one prompt, each of at least one token")
+    if max(lens) + max_new_tokens > cfg.max_seq_len:
+        raise ValueError(f"prompt of {max(lens)} tokens + {max_new_tokens} new tokens exceeds "
+                         f"the model's max_seq_len={cfg.max_seq_len}")
+    B, P, N = len(prompts), max(lens), max_new_tokens
+    idx = torch.zeros(B, P, dtype=torch.long)
+    for r, p in enumerate(prompts):
+        idx[r, :len(p)] = torch.tensor(p)
+    idx = idx.to(device)
+    lengths = torch.tensor(lens, device=device)
+    cuda = device.type == "cuda"
+    cache = KVCache(cfg, B, P + N, device, torch.bfloat16 if cuda else model.lm_head.weight.dtype)
+    cache.lengths = lengths
+    generator = torch.Generator(device)
+    generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
+    tokens = torch.zeros(B, N, dtype=torch.long, device=device)
+    logps = torch.zeros(B, N, device=device)
+    n_out = torch.full((B,), N, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        logits = model(idx, cache=cache)[torch.arange(B, device=device), lengths - 1]
+        pos = lengths.clone()
+        for t in range(N):
+            tok, lp = sample_next(logits, temperature, top_k, generator)
+            tokens[:, t], logps[:, t] = tok, lp
+            if eos_id is not None:
+                newly = (tok == eos_id) & ~done
+                n_out = torch.where(newly, t + 1, n_out)
+                done |= newly
+                if t % 16 == 15 and bool(done.all()):   # a host sync, so only now and then
+                    break
+            if t == N - 1:
+                break
+            logits = model(tok[:, None], cache=cache, pos=pos)[:, 0]
+            pos += 1
+    model.train(was_training)
+    n_out = n_out.tolist()
+    tokens, logps = tokens.tolist(), logps.tolist()
+    return [tokens[r][:n_out[r]] for r in range(B)], [logps[r][:n_out[r]] for r in range(B)]
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: one file with config, weights and metadata
+
+CHECKPOINT_FORMAT = "swarr-checkpoint-v1"
+
+
+def save_checkpoint(path, model, **meta):
+    """Atomic: written to a temporary file in the same directory, then renamed over `path`."""
+    model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    obj = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "model": state, "meta": meta}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def read_checkpoint(path):
+    """The raw checkpoint dict (config, model, meta), validated; weights_only=True never runs code."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a swarr checkpoint")
+    return obj
+
+
+def load_checkpoint(path, device="cpu", **overrides):
+    """-> (model, meta). `overrides` change config fields (e.g. attn_impl) before the model is built."""
+    obj = read_checkpoint(path)
+    known = {f.name for f in fields(GPTConfig)}
+    try:
+        cfg = GPTConfig(**{k: v for k, v in {**obj["config"], **overrides}.items() if k in known})
+        model = GPT(cfg)
+        model.load_state_dict(obj["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: weights do not fit the config ({first})") from None
+    return model.to(device), obj.get("meta", {})
