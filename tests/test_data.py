@@ -1,0 +1,228 @@
+"""Tests for data/: generator, dependency distance, tokenizer, GSM8K loader."""
+import json
+import os
+import re
+
+import pytest
+
+from data.deps import dependency_distances, far_fraction
+from data.gsm8k import load_gsm8k
+from data.mathgen import (DEFAULT_KNOBS, STYLE_MARKERS, approx_tokens, make_problems, solution_style)
+from data.tokenizer import (DEFAULT_PATH, SPECIALS, default_corpus, encode_example, encode_prompt,
+                            load_tokenizer, train_bpe, DEFAULT_VOCAB)
+
+GSM8K_TEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "gsm8k", "test.jsonl")
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def probs():
+    return make_problems(400, split="train", seed=0)
+
+# ----------------------------------------------------------------------------- generator
+
+def test_records_and_determinism(probs):
+    assert len(probs) == 400
+    for r in probs:
+        assert {"question", "solution", "answer", "style"} <= set(r)
+        assert r["style"] in ("sa", "wf") and re.fullmatch(r"\d+", r["answer"])
+    assert make_problems(400, split="train", seed=0) == probs
+    assert make_problems(50, split="train", seed=0) == probs[:50]  # a prefix does not depend on n
+    assert make_problems(50, split="train", seed=1) != probs[:50]
+    frac = sum(r["style"] == "wf" for r in probs) / len(probs)
+    assert 0.12 < frac < 0.28  # default window_friendly_frac = 0.2
+
+
+def test_splits_disjoint():
+    qs = {s: {r["question"] for r in make_problems(600, split=s, seed=0)} for s in ("train", "val", "test")}
+    assert not qs["train"] & qs["val"] and not qs["train"] & qs["test"] and not qs["val"] & qs["test"]
+    # different seeds of one split are still disjoint from the others (split is a hash of the text)
+    assert not {r["question"] for r in make_problems(300, split="test", seed=7)} & qs["train"]
+
+
+def _eval_chain(expr):
+    t = expr.split()
+    v = int(t[0])
+    for op, b in zip(t[1::2], t[2::2]):
+        b = int(b)
+        if op == "+": v += b
+        elif op == "-": v -= b
+        elif op == "*": v *= b
+        else:
+            assert v % b == 0, expr
+            v //= b
+    return v
+
+
+def test_every_step_verified(probs):
+    step = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+)")
+    for r in probs + make_problems(100, split="test", seed=3, window_friendly_frac=1.0):
+        lines = r["solution"].split("\n")
+        assert lines[-1] == f"#### {r['answer']}"
+        steps = step.findall(r["solution"])
+        assert len(steps) >= 3
+        for expr, c in steps:
+            assert " * " not in expr or expr.count(" ") == 2  # only sums are chained: no precedence questions
+            assert _eval_chain(expr) == int(c), (expr, c)
+        assert steps[-1][1] == r["answer"]
+
+
+def test_styles_and_marker(probs):
+    for r in probs:
+        assert solution_style(r["solution"]) == r["style"]
+        assert r["solution"].split("\n")[0] == STYLE_MARKERS[r["style"]]
+        if r["style"] == "wf": assert "check" not in r["solution"].lower()  # no detours
+    assert solution_style("  Let me keep a running list of what I still need.\nStill need: ...") == "wf"
+    assert solution_style("The answer is 4.") is None and solution_style("") is None
+    assert all(r["style"] == "sa" for r in make_problems(30, window_friendly_frac=0.0))
+    assert all(r["style"] == "wf" for r in make_problems(30, window_friendly_frac=1.0))
+
+
+def test_knobs():
+    base = make_problems(100, seed=2, window_friendly_frac=0.0, detour_rate=0.0)
+    more = make_problems(100, seed=2, window_friendly_frac=0.0, detour_rate=0.8)
+    assert sum(len(r["solution"]) for r in more) > sum(len(r["solution"]) for r in base)
+    assert not any("check" in r["solution"].lower() for r in base)
+    few = make_problems(50, n_events=2, distractors=0)
+    assert sum(len(r["question"]) for r in few) < sum(len(r["question"]) for r in base[:50])
+    with pytest.raises(TypeError): make_problems(1, bogus=1)
+
+
+def test_lengths_and_far_fractions(enc):
+    """The defaults: questions inside the window, sa traces far-reaching, wf traces within the window."""
+    W = DEFAULT_KNOBS["window"]
+    for style, frac in (("sa", 0.0), ("wf", 1.0)):
+        dists, totals = [], []
+        for r in make_problems(150, split="val", seed=0, window_friendly_frac=frac):
+            ids, mask = encode_example(enc, r["question"], r["solution"])
+            assert len(encode_prompt(enc, r["question"])) <= 115
+            totals.append(len(ids))
+            dists += dependency_distances(ids, enc)
+        assert max(totals) <= 900
+        if style == "sa":
+            assert far_fraction(dists, W) >= 0.35 and sum(totals) / len(totals) > 4 * W
+        else:
+            assert far_fraction(dists, W) <= 0.01
+
+
+def test_approx_tokens_close(enc, probs):
+    # the wf summary schedule relies on approx_tokens not under-counting by much
+    for r in probs[:100]:
+        for line in r["solution"].split("\n"):
+            assert approx_tokens(line) >= len(enc.encode_ordinary(line)) - 2, line
+
+
+def test_make_problems_fast():
+    import time
+    t = time.time()
+    make_problems(1000, seed=9)
+    assert time.time() - t < 10  # ~0.7 s on an idle core; generous for a loaded CI box
+
+# ----------------------------------------------------------------------------- dependency distance
+
+def _trace(enc, pieces):
+    """ids and the token index of each marked piece: pieces are strings, or ("mark", text)."""
+    ids, at = [], {}
+    for p in pieces:
+        if isinstance(p, int): ids.append(p); continue
+        if isinstance(p, tuple): at[p[0]] = len(ids); p = p[1]
+        ids += enc.encode_ordinary(p)
+    return ids, at
+
+
+def test_dependency_distances_hand_made(enc):
+    q, a = enc._special_tokens["<|question|>"], enc._special_tokens["<|answer|>"]
+    ids, at = _trace(enc, [q, "Ann has ", ("q12", "12"), " pens and ", ("q5", "5"), " cups. Bo has 120.", a,
+                           "So ", ("s12", "12"), " + ", ("s5", "5"), " = ", ("r17", "17"), ".\n",
+                           "Then ", ("t17", "17"), " * 3 = 51.\n#### 51"])
+    d = dependency_distances(ids, enc)
+    # 12 -> the question's 12 (not the 12 inside 120), 5 -> the question's 5, 17 -> the result 17,
+    # 3 never occurred before -> omitted
+    assert d == [at["s12"] - at["q12"], at["s5"] - at["q5"], at["t17"] - at["r17"]]
+    # the hand count: "So"," ","1","2" ... every digit is its own token
+    toks = [enc.decode([t]) for t in ids]
+    assert toks[at["s12"]:at["s12"] + 2] == ["1", "2"]
+
+
+def test_dependency_distances_most_recent_and_no_answer_token(enc):
+    # no <|answer|>: the whole text is searched for step lines; the most recent occurrence wins,
+    # and a number followed by a full stop is still a whole number
+    ids, at = _trace(enc, ["We have ", ("a", "7"), ". Again ", ("b", "7"), ".\n", ("c", "7"), " + 7 = 14."])
+    d = dependency_distances(ids, enc)
+    assert d == [at["c"] - at["b"], 1 + len(enc.encode_ordinary(" + "))]  # second 7 -> the first operand
+    assert dependency_distances(enc.encode_ordinary("no steps here, 3 and 3"), enc) == []
+    assert dependency_distances(enc.encode_ordinary("4 + 4 = 8"), enc) == [len(enc.encode_ordinary("4 + "))]
+
+
+def test_far_fraction():
+    assert far_fraction([], 128) == 0.0
+    assert far_fraction([10, 128, 129, 500], 128) == 0.5
+
+# ----------------------------------------------------------------------------- tokenizer
+
+def test_tokenizer_round_trip_unicode(enc):
+    for s in ["", "hello world", "Ünïcödé ß ∑ ≠ 😀🚀 👩‍👩‍👧", "中文字符和日本語のテキスト、한국어", "tabs\t\nand\r\n  spaces   ",
+              "\x00\x01 control \u200b zero width", "<|endoftext|> is plain text here", "1,234.56e-7 ١٢٣"]:
+        assert enc.decode(enc.encode_ordinary(s)) == s
+        assert enc.decode_bytes(enc.encode_ordinary(s)) == s.encode("utf-8")
+
+
+def test_digits_are_single_tokens(enc):
+    ids = enc.encode_ordinary("Ava has 1234567890 marbles, 47 + 305 = 352.")
+    digit_toks = [enc.decode([t]) for t in ids if any(ch.isdigit() for ch in enc.decode([t]))]
+    assert digit_toks == list("1234567890") + list("47305352")
+    for tok in enc._mergeable_ranks:  # no merged token contains a digit
+        if len(tok) > 1: assert not re.search(rb"\d", tok), tok
+
+
+def test_special_tokens_and_sizes(enc):
+    n = len(enc._mergeable_ranks)
+    assert [enc._special_tokens[s] for s in SPECIALS] == [n, n + 1, n + 2]
+    assert enc.eot_token == enc._special_tokens["<|endoftext|>"] and enc.n_vocab <= DEFAULT_VOCAB
+    assert all(enc._mergeable_ranks[bytes([i])] == i for i in range(256))
+
+
+def test_encode_example_mask(enc):
+    ids, mask = encode_example(enc, "What is 2 + 3?", "2 + 3 = 5\n#### 5")
+    p = encode_prompt(enc, "What is 2 + 3?")
+    assert p[0] == enc._special_tokens["<|question|>"] and p[-1] == enc._special_tokens["<|answer|>"]
+    assert ids[:len(p)] == p and ids[-1] == enc.eot_token and len(ids) == len(mask)
+    assert mask == [0] * len(p) + [1] * (len(ids) - len(p))
+    assert enc.decode(ids[len(p):-1]) == "2 + 3 = 5\n#### 5"
+    # special-token text inside a question is ordinary text, never a control token
+    assert encode_prompt(enc, "<|endoftext|>").count(enc.eot_token) == 0
+
+
+def test_tokenizer_retrains_identically(enc):
+    """The committed rank file is exactly what `python -m data.tokenizer` produces."""
+    ranks = train_bpe(default_corpus(), DEFAULT_VOCAB - len(SPECIALS) - 256)
+    assert ranks == enc._mergeable_ranks, "rerun: python -m data.tokenizer"
+    assert os.path.exists(DEFAULT_PATH)
+
+# ----------------------------------------------------------------------------- GSM8K loader
+
+def test_gsm8k_small_file(tmp_path):
+    p = tmp_path / "mini.jsonl"
+    rows = [{"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "He has 3+4=<<3+4=7>>7 apples.\n#### 7"},
+            {"question": "A big sum?", "answer": "It is 1000*2=<<1000*2=2000>>2000.\n#### 2,000"}]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    recs = load_gsm8k(str(p))
+    assert [r["answer"] for r in recs] == ["7", "2000"]
+    assert recs[0]["solution"] == "He has 3+4=7 apples.\n#### 7" and recs[0]["style"] == "gsm8k"
+    p.write_text(json.dumps(rows[0]) + "\n" + '{"question": "x", "answer": "no final line"}\n')
+    with pytest.raises(ValueError, match=r"mini\.jsonl:2"): load_gsm8k(str(p))
+    p.write_text(json.dumps(rows[0]) + "\n" + json.dumps(rows[1]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"mini\.jsonl:3"): load_gsm8k(str(p))
+
+
+@pytest.mark.skipif(not os.path.exists(GSM8K_TEST), reason="GSM8K test file not present")
+def test_gsm8k_real_test_file():
+    recs = load_gsm8k(GSM8K_TEST)
+    assert len(recs) == 1319
+    assert all(re.fullmatch(r"-?\d+(\.\d+)?", r["answer"]) for r in recs)
+    assert not any("<<" in r["solution"] for r in recs)
+    assert recs[0]["answer"] == "18"
