@@ -1,0 +1,293 @@
+"""
+Stage 0: pretrain the full-attention ("SA") base model from scratch on the embedded math corpus.
+No pretrained model can be downloaded here, so this makes the one SWARR starts from.
+
+    python pretrain.py --preset tiny --out runs/tiny/base.pt          # CPU, about a minute
+    python pretrain.py --preset default --out runs/default/base.pt    # one GPU, a few minutes
+    python pretrain.py --preset default --out runs/default/base.pt --resume   # continue a run
+
+The corpus is generated problems + worked solutions in both styles (data/mathgen.py), packed
+into rows of max_seq_len tokens with the loss on every token. This file also holds the training
+loop that sft.py shares: AdamW, linear warmup then cosine decay, gradient clipping, bf16 autocast
+and torch.compile on GPU, held-out loss, atomic checkpoints and exact resume (the batch of a step
+is a pure function of (seed, step), so restoring weights, optimizer and step restores the run).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from multiprocessing import Pool
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data.mathgen import make_problems
+from data.tokenizer import encode_example, load_tokenizer
+from model import GPT, GPTConfig, load_checkpoint, read_checkpoint, save_checkpoint
+
+# Model sizes and schedules. smoke: CI's seconds-long check; tiny: CPU, a minute or two;
+# default: ~10M parameters that learn the task on one GPU.
+PRESETS = {
+    "smoke": dict(model=dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024),
+                  steps=3, batch_size=2, lr=3e-3, warmup=1, n_train=20, n_val=4, eval_every=0),
+    "tiny": dict(model=dict(n_layer=2, n_head=2, n_kv_head=1, n_embd=64, max_seq_len=1024),
+                 steps=100, batch_size=8, lr=3e-3, warmup=10, n_train=800, n_val=16, eval_every=50),
+    "default": dict(model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
+                    steps=1500, batch_size=64, lr=2e-3, warmup=100, n_train=60000, n_val=256, eval_every=250),
+}
+
+
+def fail(msg):
+    """A user error: one clear line on stderr, non-zero exit, no traceback."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def add_train_args(ap, preset_help=True):
+    """The optimisation flags pretrain.py and sft.py share (None = take the preset's value)."""
+    g = ap.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, help="rows per step")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--warmup", type=int, help="linear warmup steps")
+    g.add_argument("--min-lr-frac", type=float, default=0.1, help="cosine decays to this fraction of --lr")
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    g = ap.add_argument_group("run")
+    g.add_argument("--out", required=True, help="checkpoint to write (atomically)")
+    g.add_argument("--metrics", help="JSON-lines metrics (default: --out with .jsonl)")
+    g.add_argument("--resume", action="store_true", help="continue the run saved at --out (a finished one: do nothing)")
+    g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
+    g.add_argument("--eval-every", type=int, help="held-out loss every N steps")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--no-compile", action="store_true", help="skip torch.compile on GPU")
+
+
+def resolve_args(args, preset):
+    for k, v in preset.items():
+        if k != "model" and getattr(args, k, None) is None:
+            setattr(args, k, v)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda but CUDA is not available")
+    for k in ("steps", "batch_size", "lr"):
+        if getattr(args, k) <= 0:
+            fail(f"--{k.replace('_', '-')} must be positive")
+    args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    return args
+
+
+def load_model(path, enc, device="cpu"):
+    """load_checkpoint for the scripts: a bad file or a tokenizer mismatch is one line and exit 1."""
+    try:
+        model, meta = load_checkpoint(path, device=device)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    if model.config.vocab_size < enc.n_vocab:
+        fail(f"{path} has vocab_size {model.config.vocab_size} but the tokenizer has {enc.n_vocab} ids")
+    return model, meta
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+def _make_chunk(a):
+    return make_problems(*a[:2], seed=a[2], **a[3])
+
+
+def generate_problems(n, split, seed, knobs=None, chunk=2000):
+    """n problems, made in parallel chunks (each chunk its own seed stream: deterministic, disjoint)."""
+    jobs = [(min(chunk, n - i), split, seed * 1_000_003 + i // chunk, knobs or {}) for i in range(0, n, chunk)]
+    if len(jobs) == 1:
+        return _make_chunk(jobs[0])
+    with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+        return [r for part in pool.map(_make_chunk, jobs) for r in part]
+
+
+def packed_rows(enc, problems, seq_len):
+    """Pretraining rows: examples concatenated and cut into (x, y) of seq_len, loss on every token."""
+    stream = [t for r in problems for t in encode_example(enc, r["question"], r["solution"])[0]]
+    n = (len(stream) - 1) // seq_len
+    data = torch.tensor(stream[:n * seq_len + 1])
+    x, y = data[:-1].view(n, seq_len), data[1:].view(n, seq_len)
+    return x, y, torch.ones_like(x, dtype=torch.bool)
+
+
+def batch_at(rows, step, batch_size, seed):
+    """The batch of a step: a pure function of (seed, step), which is what makes resume exact."""
+    x, y, m = rows
+    n = x.shape[0]
+    start = step * batch_size
+    idx = []
+    while len(idx) < batch_size:
+        epoch, offset = divmod(start + len(idx), n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch))
+        idx += perm[offset:offset + batch_size - len(idx)].tolist()
+    return x[idx], y[idx], m[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# the shared training loop
+
+def masked_loss(logits, y, mask):
+    """Mean cross-entropy over the tokens where mask is true (prompts and padding are excluded)."""
+    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+    mask = mask.flatten().float()
+    return (ce * mask).sum() / mask.sum().clamp_min(1)
+
+
+def flops_per_token(model, seq_len):
+    """Training FLOPs per token: 6 per weight (embedding lookups excluded) + attention's score and
+    value products (12 per layer, dimension and attended key; half the context when causal, ~W when sliding)."""
+    cfg = model.config
+    n = model.num_params() - model.tok_emb.weight.numel()
+    ctx = [seq_len / 2 if k == "F" else min(cfg.window, seq_len / 2) for k in cfg.layer_kinds()]
+    return 6 * n + 12 * cfg.n_embd * sum(ctx)
+
+
+def peak_flops(device):
+    """bf16 dense tensor-core peak of known GPUs (None if unknown: MFU is then not reported)."""
+    if not str(device).startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name()
+    for key, peak in (("H100", 989e12), ("H200", 989e12), ("A100", 312e12), ("4090", 165e12),
+                      ("3090", 71e12), ("L40", 181e12), ("A6000", 155e12)):
+        if key in name:
+            return peak
+    return None
+
+
+def evaluate_loss(model, batches, device):
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=device.startswith("cuda")):
+        for x, y, m in batches:
+            x, y, m = x.to(device), y.to(device), m.to(device)
+            n = int(m.sum())
+            total += float(masked_loss(model(x), y, m)) * n
+            count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def train(model, get_batch, val_batches, args, meta):
+    """Optimise `model` for args.steps steps on get_batch(step) -> (x, y, mask); checkpoint to args.out.
+    Returns the metrics of the last step. Used by pretrain.py and sft.py alike."""
+    device = args.device
+    cuda = device.startswith("cuda")
+    model.to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]      # no decay on norms' gains
+    other = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": other, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95), fused=cuda)
+    start = 0
+    if args.resume and os.path.exists(args.out):
+        ckpt = read_checkpoint(args.out)
+        state = ckpt["meta"].get("train_state")
+        if ckpt["meta"].get("stage") != meta["stage"]:
+            fail(f"{args.out} is a {ckpt['meta'].get('stage')} checkpoint, not a {meta['stage']} run")
+        if state is None:
+            print(f"{args.out} is a finished {meta['stage']} run; nothing to do")
+            sys.exit(0)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+        print(f"resuming {args.out} at step {start}")
+    elif not args.resume and os.path.exists(args.metrics):
+        os.remove(args.metrics)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    fwd = torch.compile(model) if cuda and not args.no_compile else model
+    cfg = model.config
+    seq_len = get_batch(0)[0].shape[1]
+    flops_tok, peak = flops_per_token(model, seq_len), peak_flops(device)
+
+    def lr_at(step):
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def save(step, finished):
+        state = {"step": step, "optimizer": opt.state_dict(), "rng": torch.get_rng_state()}
+        save_checkpoint(args.out, model, **meta, step=step, train_state=None if finished else state)
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.metrics)), exist_ok=True)
+    log = open(args.metrics, "a")
+    record = {}
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=meta["stage"], dynamic_ncols=True)
+    t_last, tokens_since = time.time(), 0
+    for step in bar:
+        lr = lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y, m = (t.to(device, non_blocking=True) for t in get_batch(step))
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            loss = masked_loss(fwd(x), y, m)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens_since += x.numel()
+        last = step + 1 == args.steps
+        if step % 10 == 0 or last or (args.eval_every and (step + 1) % args.eval_every == 0):
+            loss_val = float(loss)   # a host sync: only on logging steps
+            dt = time.time() - t_last
+            tok_s = tokens_since / dt
+            record = {"stage": meta["stage"], "step": step + 1, "loss": round(loss_val, 5), "lr": lr,
+                      "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tok_s),
+                      "mfu": round(tok_s * flops_tok / peak, 4) if peak else None}
+            if args.eval_every and ((step + 1) % args.eval_every == 0 or last):
+                record["val_loss"] = round(evaluate_loss(fwd, val_batches, device), 5)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss_val:.4f}", tok_s=f"{tok_s:.3g}", **({"val": record["val_loss"]} if "val_loss" in record else {}))
+            t_last, tokens_since = time.time(), 0
+        if args.save_every and (step + 1) % args.save_every == 0 and not last:
+            save(step + 1, finished=False)
+    if start < args.steps:
+        save(args.steps, finished=True)
+    log.close()
+    return record
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_argument_group("model and data")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="tiny" if not torch.cuda.is_available() else "default")
+    g.add_argument("--n-train", type=int, help="generated training problems")
+    g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
+    g.add_argument("--window-friendly-frac", type=float, default=0.2, help="share of window-friendly solutions")
+    add_train_args(ap)
+    args = ap.parse_args()
+    preset = PRESETS[args.preset]
+    args = resolve_args(args, preset)
+    torch.manual_seed(args.seed)
+
+    enc = load_tokenizer()
+    cfg = GPTConfig(vocab_size=64 * -(-enc.n_vocab // 64), **preset["model"])   # padded: faster matmuls
+    knobs = {"window_friendly_frac": args.window_friendly_frac}
+    t0 = time.time()
+    rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
+    val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)
+    val_batches = [tuple(t[i:i + args.batch_size] for t in val) for i in range(0, val[0].shape[0], args.batch_size)]
+    print(f"data: {rows[0].shape[0]} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s); "
+          f"one epoch = {rows[0].shape[0] / args.batch_size:.0f} steps")
+    model = GPT(cfg)
+    print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
+    meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken",
+            "data": {"generator": "mathgen", **knobs, "n_train": args.n_train, "seed": args.seed}}
+    t0 = time.time()
+    last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
+    print(json.dumps({**last, "wall_s": round(time.time() - t0, 1), "out": args.out}))
+
+
+if __name__ == "__main__":
+    main()
