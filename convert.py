@@ -9,19 +9,19 @@ Prints a conversion report: held-out loss on solutions and greedy accuracy on a 
 and after (the damage the window does before any fine-tuning), and KV-cache bytes per sequence at
 a stated generation length for both.
 """
-import argparse
 import json
 
 import torch
 
+from cli import ArgumentParser, fail
 from data.tokenizer import load_tokenizer
 from model import GPT, GPTConfig, kv_cache_bytes, save_checkpoint
-from pretrain import evaluate_loss, fail, generate_problems, load_model
+from pretrain import evaluate_loss, generate_problems, load_model
 from sft import greedy_accuracy, sft_rows
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("conversion")
     g.add_argument("--init", required=True, help="checkpoint to convert")
     g.add_argument("--window", type=int, required=True, help="W: query i sees keys i-W+1 .. i")

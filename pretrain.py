@@ -12,7 +12,6 @@ loop that sft.py shares: AdamW, linear warmup then cosine decay, gradient clippi
 and torch.compile on GPU, held-out loss, atomic checkpoints and exact resume (the batch of a step
 is a pure function of (seed, step), so restoring weights, optimizer and step restores the run).
 """
-import argparse
 import json
 import math
 import os
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cli import ArgumentParser, fail
 from data.mathgen import make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, load_checkpoint, read_checkpoint, save_checkpoint
@@ -40,13 +40,7 @@ PRESETS = {
 }
 
 
-def fail(msg):
-    """A user error: one clear line on stderr, non-zero exit, no traceback."""
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def add_train_args(ap, preset_help=True):
+def add_train_args(ap):
     """The optimisation flags pretrain.py and sft.py share (None = take the preset's value)."""
     g = ap.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, help="optimizer steps")
@@ -238,7 +232,7 @@ def train(model, get_batch, val_batches, args, meta):
         tokens_since += x.numel()
         last = step + 1 == args.steps
         if step % 10 == 0 or last or (args.eval_every and (step + 1) % args.eval_every == 0):
-            loss_val = float(loss)   # a host sync: only on logging steps
+            loss_val = float(loss.detach())   # a host sync: only on logging steps
             dt = time.time() - t_last
             tok_s = tokens_since / dt
             record = {"stage": meta["stage"], "step": step + 1, "loss": round(loss_val, 5), "lr": lr,
@@ -259,7 +253,7 @@ def train(model, get_batch, val_batches, args, meta):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("model and data")
     g.add_argument("--preset", choices=sorted(PRESETS), default="tiny" if not torch.cuda.is_available() else "default")
     g.add_argument("--n-train", type=int, help="generated training problems")

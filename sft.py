@@ -13,12 +13,12 @@ let full attention read the previous example, which generation never sees; the e
 similar length (~500 tokens, p99 ~800), so padding wastes little, and a fixed length keeps
 torch.compile to one graph.
 """
-import argparse
 import json
 import time
 
 import torch
 
+from cli import ArgumentParser, fail
 from data.tokenizer import encode_example, load_tokenizer
 from eval import evaluate
 from pretrain import add_train_args, batch_at, evaluate_loss, generate_problems, load_model, resolve_args, train
@@ -53,7 +53,7 @@ def greedy_accuracy(model, enc, problems):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="default" if torch.cuda.is_available() else "tiny")
