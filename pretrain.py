@@ -199,7 +199,6 @@ def train(model, get_batch, val_batches, args, meta):
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
-    cfg = model.config
     seq_len = get_batch(0)[0].shape[1]
     flops_tok, peak = flops_per_token(model, seq_len), peak_flops(device)
 
@@ -259,6 +258,8 @@ def main():
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
     g.add_argument("--window-friendly-frac", type=float, default=0.2, help="share of window-friendly solutions")
+    for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
+        g.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the preset's {name}")
     add_train_args(ap)
     args = ap.parse_args()
     preset = PRESETS[args.preset]
@@ -266,7 +267,11 @@ def main():
     torch.manual_seed(args.seed)
 
     enc = load_tokenizer()
-    cfg = GPTConfig(vocab_size=64 * -(-enc.n_vocab // 64), **preset["model"])   # padded: faster matmuls
+    sizes = {**preset["model"], **{k: getattr(args, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd") if getattr(args, k)}}
+    try:
+        cfg = GPTConfig(vocab_size=64 * -(-enc.n_vocab // 64), **sizes)   # vocabulary padded: faster matmuls
+    except ValueError as e:
+        fail(str(e))
     knobs = {"window_friendly_frac": args.window_friendly_frac}
     t0 = time.time()
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)

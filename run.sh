@@ -75,6 +75,6 @@ done
 
 say "evaluate"
 python3 eval.py --ckpt "${ckpts[@]}" "${labels[@]}" $ev --seed "$seed" --json "$out/results.json" --md "$out/results.md"
-python3 plot.py --rl-curves "$out" || true
+python3 plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; cat "$out/results.md"
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"

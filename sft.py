@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from cli import ArgumentParser, fail
+from cli import ArgumentParser
 from data.tokenizer import encode_example, load_tokenizer
 from eval import evaluate
 from pretrain import add_train_args, batch_at, evaluate_loss, generate_problems, load_model, resolve_args, train

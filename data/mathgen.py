@@ -149,15 +149,16 @@ def _render_question(rng, facts, ask, names, obj, n_distractors):
     for f in facts:
         k = f[0]
         if k == "has":
-            t = rng.choice(["{p} has {n} {o}.", "{p} starts with {n} {o}.", "{p} owns {n} {o}.",
-                            "At first, {p} has {n} {o}."])
+            # amounts are always stated as "<name> has <n>", the form the solutions use too, so
+            # finding a person's latest amount is one look-up, not a parse of varied phrasings
+            t = rng.choice(["{p} has {n} {o}.", "At first, {p} has {n} {o}."])
             sents.append(t.format(p=N(f[1]), n=f[2], o=o))
         elif k == "times":
-            t = rng.choice(["{p} has {k} times as many {o} as {q}.", "{p} owns {k} times as many {o} as {q} does."])
+            t = rng.choice(["{p} has {k} times as many {o} as {q}.", "{p} has {k} times as many {o} as {q} does."])
             if f[3] == 2 and rng.random() < 0.5: t = "{p} has twice as many {o} as {q}."
             sents.append(t.format(p=N(f[1]), q=N(f[2]), k=f[3], o=o))
         elif k in ("more", "fewer"):
-            t = rng.choice(["{p} has {k} {w} {o} than {q}.", "{p} owns {k} {w} {o} than {q} does."])
+            t = rng.choice(["{p} has {k} {w} {o} than {q}.", "{p} has {k} {w} {o} than {q} does."])
             sents.append(t.format(p=N(f[1]), q=N(f[2]), k=f[3], w=k, o=o))
         elif k == "give":
             t = rng.choice(["{p} gives {k} {o} to {q}.", "Then {p} gives {q} {k} {o}.",
@@ -291,7 +292,7 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                 how = {"times": "multiply it by how many times as many", "more": "add how many more",
                        "fewer": "take away how many fewer"}[k]
                 out.append(f"I take the number of {o} {N(f[2])} has and {how} {N(who)} has.")
-                out.append(f"So {N(who)} has {a} {op} {b} = {c} {o}.")
+                out.append(f"So {N(f[2])} has {a} {op} {b} = {c}, and {N(who)} has {c} {o}.")
             elif k == "give":
                 if j == 0:
                     out.append(pick([f"Next, {N(f[1])} gives some {o} to {N(f[2])}.",
@@ -301,7 +302,7 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                 else:
                     out.append(pick([f"{N(who)} gets the same number of {o}, so I add them to what {N(who)} had before.",
                                      f"For {N(who)}, the gift is added to the {o} {N(who)} already had."]))
-                out.append(f"So {N(who)} now has {a} {op} {b} = {c} {o}.")
+                out.append(f"So {N(who)} has {a} {op} {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k == "buy":
                 if j == 0:
                     out.append(pick([f"Then {N(f[1])} buys some {cn} of {o}.", f"The next fact is that {N(f[1])} buys {cn} of {o}."]))
@@ -310,30 +311,32 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                     out.append(f"The {cn} hold {a} * {b} = {c} {o}.")
                 else:
                     out.append(f"These are added to the {o} {N(who)} had before buying.")
-                    out.append(f"So {N(who)} now has {a} + {b} = {c} {o}.")
+                    out.append(f"So {N(who)} has {a} + {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k == "lose":
                 out.append(pick([f"Then {N(who)} has fewer {o} than before.", f"The next fact is that some of the {o} of {N(who)} are gone."]))
                 out.append(f"I subtract the lost {o} from what {N(who)} had before.")
-                out.append(f"So {N(who)} now has {a} - {b} = {c} {o}.")
+                out.append(f"So {N(who)} has {a} - {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k == "split":
                 out.append(pick([f"Then {N(who)} splits the {o} into equal parts and keeps just one part.",
                                  f"The next fact is that {N(who)} shares out the {o} equally and keeps one share."]))
                 out.append(f"I divide what {N(who)} had before by the number of parts.")
-                out.append(f"So {N(who)} now has {a} / {b} = {c} {o}.")
+                out.append(f"So {N(who)} has {a} / {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k == "scale":
                 out.append(pick([f"Then the number of {o} that {N(who)} has grows.", f"The next fact is that the {o} of {N(who)} multiply."]))
                 out.append(f"I multiply what {N(who)} had before by the factor from the question.")
-                out.append(f"So {N(who)} now has {a} * {b} = {c} {o}.")
+                out.append(f"So {N(who)} has {a} * {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k == "each":
                 if j == 0:
                     out.append(pick([f"Then everyone gets the same number of extra {o}.", f"The next fact gives each person a few more {o}."]))
                     out.append("I add that number to each person in turn.")
-                out.append(f"{N(who)} now has {a} + {b} = {c} {o}.")
+                out.append(f"{N(who)} has {a} + {b} = {c}, and {N(who)} has {c} {o} now.")
             elif k in ("total", "share"):
                 if j == 0:
                     out.append(pick([f"Now all the facts are used, and I add up the {o} of everyone at the end.",
                                      f"That was the last fact, so now I add together what each person has at the end."]))
                     out.append(f"I take them in the order the question names them: {_join(names)}.")
+                    # each amount looked up right after its owner's name: "<name> has <n>"
+                    out.append(_join([f"{N(p)} has {x}" for p, x in enumerate(a)]) + ".")
                 if who == "sum":
                     out.append(f"Together they have {' + '.join(map(str, a))} = {c} {o}.")
                 else:
@@ -342,11 +345,11 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
             elif k == "pair":
                 out.append(pick([f"Now all the facts are used, and I add what {N(f[1])} and {N(f[2])} have at the end.",
                                  f"That was the last fact, so I put together the {o} of {N(f[1])} and {N(f[2])}."]))
-                out.append(f"Together they have {a} + {b} = {c} {o}.")
+                out.append(f"{N(f[1])} has {a} and {N(f[2])} has {b}, so together they have {a} + {b} = {c} {o}.")
             else:
                 out.append(pick([f"Now all the facts are used, and I compare {N(f[1])} with {N(f[2])} at the end.",
                                  f"That was the last fact, so I find how many more {N(f[1])} has than {N(f[2])}."]))
-                out.append(f"The difference is {a} - {b} = {c} {o}.")
+                out.append(f"{N(f[1])} has {a} and {N(f[2])} has {b}, so the difference is {a} - {b} = {c} {o}.")
             if who != "sum": done.append((a, op, b, c))
             if done and rng.random() < detour_rate:
                 # a detour: re-check some step done so far by the inverse operation; a longer trace
@@ -373,14 +376,14 @@ def _wf_solution(blocks, facts, ask, names, obj, window):
         lines = []
         k = f[0]
         for a, op, b, c, who in st:
-            if k == "times": lines.append(f"{N(who)} is {b} times {N(f[2])}: {a} * {b} = {c}.")
-            elif k == "more": lines.append(f"{N(who)} is {N(f[2])} plus {b}: {a} + {b} = {c}.")
-            elif k == "fewer": lines.append(f"{N(who)} is {N(f[2])} minus {b}: {a} - {b} = {c}.")
+            if k == "times": lines.append(f"{N(who)} is {b} times {N(f[2])}: {N(f[2])} has {a} * {b} = {c}, so {N(who)} has {c}.")
+            elif k == "more": lines.append(f"{N(who)} is {N(f[2])} plus {b}: {N(f[2])} has {a} + {b} = {c}, so {N(who)} has {c}.")
+            elif k == "fewer": lines.append(f"{N(who)} is {N(f[2])} minus {b}: {N(f[2])} has {a} - {b} = {c}, so {N(who)} has {c}.")
             elif who == "bought": lines.append(f"{N(f[1])} buys {a} {cn} of {b}: {a} * {b} = {c}.")
             elif who == "sum": lines.append(f"Total: {' + '.join(map(str, a))} = {c}.")
             elif who == "answer" and k == "share": lines.append(f"Each child gets {a} / {b} = {c}.")
             elif who == "answer": lines.append(f"Answer: {a} {op} {b} = {c}.")
-            else: lines.append(f"{N(who)} has {a} {op} {b} = {c}.")
+            else: lines.append(f"{N(who)} has {a} {op} {b} = {c}, so {N(who)} has {c} now.")
         cost = sum(approx_tokens(x) for x in lines)
         if since + cost > budget:
             summary = _wf_list(vals, blocks[bi:], names)
@@ -411,7 +414,7 @@ def _wf_list(vals, pending, names):
         elif k == "share": todo.append(f"answer is the total shared by {f[1]}"); need |= set(range(len(names)))
         elif k == "pair": todo.append(f"answer is {N(f[1])} plus {N(f[2])}"); need |= {f[1], f[2]}
         else: todo.append(f"answer is {N(f[1])} minus {N(f[2])}"); need |= {f[1], f[2]}
-    have = [f"{N(p)} {vals[p]}" for p in sorted(need) if p in vals]
+    have = [f"{N(p)} has {vals[p]}" for p in sorted(need) if p in vals]
     return "Still need: " + "; ".join(have + todo) + "."
 
 
