@@ -78,9 +78,10 @@ class GPTConfig:
 
 def sliding_mask(T, window, n_sink, device=None):
     """(T, T) boolean mask of the window convention; True = may attend."""
-    i = torch.arange(T, device=device)[:, None]
-    j = torch.arange(T, device=device)[None, :]
-    return (j <= i) & ((i - j < window) | (j < n_sink))
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()   # bool only: no (T, T) int64 i - j
+    mask = causal & ~causal.tril(-window)                                 # drops i - j >= W
+    mask[:, :n_sink] |= causal[:, :n_sink]
+    return mask
 
 
 def dense_attention(q, k, v, window, n_sink=0):
@@ -123,6 +124,7 @@ def tiled_attention(q, k, v, window, n_sink=0, block=None):
     return out.reshape(B, H, Tp, D)[:, :, :T]
 
 
+@torch.compiler.disable   # built once per shape outside any compiled graph, then reused
 @lru_cache(maxsize=32)
 def _flex_block_mask(T, window, n_sink, device):
     def mask_mod(b, h, q_idx, kv_idx):
@@ -136,8 +138,8 @@ _compiled_flex = None
 def flex_attention_fn(device):
     """FlexAttention is only fast compiled; on CPU the eager (reference) version is used."""
     global _compiled_flex
-    if torch.device(device).type != "cuda":
-        return flex_attention
+    if torch.device(device).type != "cuda" or torch.compiler.is_compiling():
+        return flex_attention       # (inside a compiled model, the model's compile covers it)
     if _compiled_flex is None:
         _compiled_flex = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex
@@ -193,6 +195,8 @@ class Attention(nn.Module):
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
             else:
                 impl = resolve_impl(cfg.attn_impl, x.device)
+                if impl == "flex" and cache is not None:
+                    impl = "tiled"   # prefill lengths change every batch: compiled flex would recompile each time
                 if impl == "dense":
                     y = dense_attention(q, k, v, cfg.window, cfg.n_sink)
                 elif impl == "tiled":
@@ -274,7 +278,7 @@ class GPT(nn.Module):
             cache.set_masks(pos)
         block_mask = None
         cfg = self.config
-        if pos is None and "S" in cfg.layer_kinds() and resolve_impl(cfg.attn_impl, idx.device) == "flex":
+        if cache is None and "S" in cfg.layer_kinds() and resolve_impl(cfg.attn_impl, idx.device) == "flex":
             block_mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device))  # shared by all layers
         x = self.tok_emb(idx)
         for block in self.layers:
@@ -391,6 +395,73 @@ def sample_next(logits, temperature, top_k, generator):
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
+DECODE_CUDA_GRAPH = True   # on CUDA, replay each decoding step as a CUDA graph (bench.py turns it off to compare)
+
+
+class DecodeStep:
+    """One decoding step, (B,) tokens at (B,) positions -> (B, vocab) logits, writing the cache.
+
+    A step of a small model is a few hundred tiny kernels: launched one by one from Python, their
+    launch cost, not the GPU's work, bounds decoding. On CUDA the first step therefore runs
+    eagerly (warming up cuBLAS and the allocator) and is then recorded once as a CUDA graph over
+    static input buffers; every later step copies its inputs in and replays the graph. The cache
+    is preallocated and updated in place, so the graph's addresses stay valid for the whole call."""
+
+    def __init__(self, model, cache, batch, device):
+        self.model, self.cache, self.graph = model, cache, None
+        self.use_graph = device.type == "cuda" and DECODE_CUDA_GRAPH
+        self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def run(self):
+        return self.model(self.tok, cache=self.cache, pos=self.pos)[:, 0]
+
+    def __call__(self, tok, pos):
+        self.tok.copy_(tok[:, None])
+        self.pos.copy_(pos)
+        if not self.use_graph:
+            return self.run()
+        if self.graph is None:
+            side = torch.cuda.Stream()           # warm-up on a side stream, as capture requires
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                logits = self.run()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):   # records the kernels without running them
+                self.logits = self.run()
+            return logits
+        self.graph.replay()
+        return self.logits                      # overwritten by the next replay
+
+
+def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None):
+    """The decoding loop of `generate`, after the prefill: sample a token from `logits` (B, vocab),
+    feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
+    and each row's length (up to and including its eos). bench.py times this loop directly."""
+    B, device = logits.shape[0], logits.device
+    step = DecodeStep(model, cache, B, device)
+    pos = pos.clone()
+    tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
+    logps = torch.zeros(B, steps, device=device)
+    n_out = torch.full((B,), steps, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(steps):
+        tok, lp = sample_next(logits, temperature, top_k, generator)
+        tokens[:, t], logps[:, t] = tok, lp
+        if eos_id is not None:
+            newly = (tok == eos_id) & ~done
+            n_out = torch.where(newly, t + 1, n_out)
+            done |= newly
+            if t % 16 == 15 and bool(done.all()):   # a host sync, so only now and then
+                break
+        if t == steps - 1:
+            break
+        logits = step(tok, pos)
+        pos += 1
+    return tokens, logps, n_out
+
+
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).
@@ -416,28 +487,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id
     cache.lengths = lengths
     generator = torch.Generator(device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
-    tokens = torch.zeros(B, N, dtype=torch.long, device=device)
-    logps = torch.zeros(B, N, device=device)
-    n_out = torch.full((B,), N, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+    # no autocast weight cache: the decoding CUDA graph casts the weights itself rather than
+    # reading copies that were cast outside it and that autocast frees when its context ends
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
         logits = model(idx, cache=cache)[torch.arange(B, device=device), lengths - 1]
-        pos = lengths.clone()
-        for t in range(N):
-            tok, lp = sample_next(logits, temperature, top_k, generator)
-            tokens[:, t], logps[:, t] = tok, lp
-            if eos_id is not None:
-                newly = (tok == eos_id) & ~done
-                n_out = torch.where(newly, t + 1, n_out)
-                done |= newly
-                if t % 16 == 15 and bool(done.all()):   # a host sync, so only now and then
-                    break
-            if t == N - 1:
-                break
-            logits = model(tok[:, None], cache=cache, pos=pos)[:, 0]
-            pos += 1
+        tokens, logps, n_out = decode(model, cache, logits, lengths, N, temperature, top_k, eos_id, generator)
     model.train(was_training)
     n_out = n_out.tolist()
     tokens, logps = tokens.tolist(), logps.tolist()
