@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cli import ArgumentParser, fail
-from data.mathgen import make_problems
+from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, load_checkpoint, read_checkpoint, save_checkpoint
 
@@ -82,7 +82,7 @@ def load_model(path, enc, device="cpu"):
         model, meta = load_checkpoint(path, device=device)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    if model.config.vocab_size < enc.n_vocab:
+    if model.config.vocab_size != enc.n_vocab:
         fail(f"{path} has vocab_size {model.config.vocab_size} but the tokenizer has {enc.n_vocab} ids")
     return model, meta
 
@@ -258,6 +258,7 @@ def main():
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
     g.add_argument("--window-friendly-frac", type=float, default=0.2, help="share of window-friendly solutions")
+    g.add_argument("--data-knobs", type=json.loads, default={}, help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
         g.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the preset's {name}")
     add_train_args(ap)
@@ -269,10 +270,13 @@ def main():
     enc = load_tokenizer()
     sizes = {**preset["model"], **{k: getattr(args, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd") if getattr(args, k)}}
     try:
-        cfg = GPTConfig(vocab_size=64 * -(-enc.n_vocab // 64), **sizes)   # vocabulary padded: faster matmuls
+        # exactly the tokenizer's ids: a padded vocabulary would let sampling emit ids nothing can decode
+        cfg = GPTConfig(vocab_size=enc.n_vocab, **sizes)
     except ValueError as e:
         fail(str(e))
-    knobs = {"window_friendly_frac": args.window_friendly_frac}
+    knobs = {**args.data_knobs, "window_friendly_frac": args.window_friendly_frac}
+    if set(knobs) - set(DEFAULT_KNOBS):
+        fail(f"unknown data knobs {sorted(set(knobs) - set(DEFAULT_KNOBS))}; known: {sorted(DEFAULT_KNOBS)}")
     t0 = time.time()
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)

@@ -38,8 +38,8 @@ case "$preset" in
            ev="--n 4 --k 2 --max-new-tokens 48" ;;
   tiny)    rl="--steps 6 --prompts-per-step 4 --group-size 4 --max-new-tokens 160 --eval-every 0"
            ev="--n 48 --k 2 --max-new-tokens 256" ;;
-  default) rl=""
-           ev="--n 1000 --k 4" ;;
+  default) rl="--steps 30 --eval-every 10 --eval-n 128"
+           ev="--n 500 --k 4 --batch-size 500" ;;
   *) echo "error: --preset must be smoke, tiny or default" >&2; exit 1 ;;
 esac
 out=${out:-runs/$preset}
@@ -76,5 +76,4 @@ done
 say "evaluate"
 python3 eval.py --ckpt "${ckpts[@]}" "${labels[@]}" $ev --seed "$seed" --json "$out/results.json" --md "$out/results.md"
 python3 plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
-echo; cat "$out/results.md"
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"

@@ -19,6 +19,7 @@ import time
 import torch
 
 from cli import ArgumentParser
+from data.mathgen import DEFAULT_KNOBS
 from data.tokenizer import encode_example, load_tokenizer
 from eval import evaluate
 from pretrain import add_train_args, batch_at, evaluate_loss, generate_problems, load_model, resolve_args, train
@@ -59,14 +60,17 @@ def main():
     g.add_argument("--preset", choices=sorted(PRESETS), default="default" if torch.cuda.is_available() else "tiny")
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for loss and greedy accuracy")
-    g.add_argument("--window-friendly-frac", type=float, default=0.2, help="share of window-friendly solutions")
+    g.add_argument("--window-friendly-frac", type=float, help="share of window-friendly solutions (default: as --init was trained)")
     add_train_args(ap)
     args = ap.parse_args()
     args = resolve_args(args, PRESETS[args.preset])
     torch.manual_seed(args.seed)
     enc = load_tokenizer()
     model, init_meta = load_model(args.init, enc)
-    knobs = {"window_friendly_frac": args.window_friendly_frac}
+    # the problems --init was trained on (pretrain.py's data knobs), unless told otherwise
+    knobs = {k: v for k, v in init_meta.get("data", {}).items() if k in DEFAULT_KNOBS}
+    if args.window_friendly_frac is not None:
+        knobs["window_friendly_frac"] = args.window_friendly_frac
     rows = sft_rows(enc, generate_problems(args.n_train, "train", args.seed + DATA_SEED_OFFSET, knobs), model.config.max_seq_len)
     val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
     val = sft_rows(enc, val_problems, model.config.max_seq_len)
