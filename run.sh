@@ -38,8 +38,8 @@ case "$preset" in
            ev="--n 4 --k 2 --max-new-tokens 48" ;;
   tiny)    rl="--steps 6 --prompts-per-step 4 --group-size 4 --max-new-tokens 160 --eval-every 0"
            ev="--n 48 --k 2 --max-new-tokens 256" ;;
-  default) rl="--steps 30 --eval-every 10 --eval-n 128"
-           ev="--n 500 --k 4 --batch-size 500" ;;
+  default) rl="--steps 15 --eval-every 5 --eval-n 64"
+           ev="--n 300 --k 2 --batch-size 600" ;;
   *) echo "error: --preset must be smoke, tiny or default" >&2; exit 1 ;;
 esac
 out=${out:-runs/$preset}

@@ -27,7 +27,7 @@ from pretrain import add_train_args, batch_at, evaluate_loss, generate_problems,
 PRESETS = {   # the same for SA and SWA (presets as in pretrain.py)
     "smoke": dict(steps=2, batch_size=2, lr=1e-3, warmup=1, n_train=10, n_val=4, eval_every=0),
     "tiny": dict(steps=20, batch_size=8, lr=1e-3, warmup=5, n_train=400, n_val=16, eval_every=0),
-    "default": dict(steps=300, batch_size=64, lr=5e-4, warmup=30, n_train=20000, n_val=256, eval_every=100),
+    "default": dict(steps=200, batch_size=64, lr=5e-4, warmup=20, n_train=15000, n_val=256, eval_every=100),
 }
 DATA_SEED_OFFSET = 1000   # SFT problems come from a seed stream pretraining does not use
 

@@ -38,8 +38,8 @@ MAX_QUESTION = 108  # approx_tokens cap on a question (~110 real tokens with its
 DEFAULT_KNOBS = dict(
     window_friendly_frac=0.2,  # share of "wf" solutions
     n_people=3,                # people in each problem
-    n_events=(3, 5),           # events after the starting amounts (int or inclusive range)
-    distractors=(1, 2),        # facts with numbers the solution never uses
+    n_events=(2, 3),           # events after the starting amounts (int or inclusive range)
+    distractors=(0, 1),        # facts with numbers the solution never uses
     detour_rate=0.3,           # chance that an "sa" step is followed by a re-check
     window=128,                # token window the "wf" style keeps every operand inside
 )
