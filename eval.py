@@ -1009,8 +1009,11 @@ def main(argv=None):
 
     # problems
     if args.data == "mathgen":
-        from data.mathgen import make_problems
-        problems = make_problems(args.n, split=args.split, seed=args.seed)
+        from data.mathgen import DEFAULT_KNOBS, make_problems
+        # the kind of problems the (first) checkpoint was trained on: its pretraining data knobs
+        data = models[0][2].get("data") if isinstance(models[0][2].get("data"), dict) else {}
+        knobs = {k: v for k, v in data.items() if k in DEFAULT_KNOBS and k != "window_friendly_frac"}
+        problems = make_problems(args.n, split=args.split, seed=args.seed, **knobs)
     else:
         from data.gsm8k import load_gsm8k
         try:

@@ -1,0 +1,24 @@
+"""run.sh end to end on the smoke preset: every stage runs and the results table has every row."""
+import json
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_run_sh_smoke(tmp_path):
+    out = str(tmp_path / "run")
+    r = subprocess.run(["bash", "run.sh", "--preset", "smoke", "--out", out], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.load(open(os.path.join(out, "results.json")))
+    rows = rows["results"]
+    assert len(rows) == 5
+    table = open(os.path.join(out, "results.md")).read()
+    for label in ("SWA converted, no SFT", "SA + SFT", "SWA + SFT", "SA + SFT + RL (seed 0)", "SWA + SFT + RL (seed 0)"):
+        assert label in table
+    assert os.path.exists(os.path.join(out, "rl_curves.svg"))
+    # a second run finds every stage done and redoes nothing but the evaluation
+    again = subprocess.run(["bash", "run.sh", "--preset", "smoke", "--out", out], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
