@@ -40,8 +40,8 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import model as M
 from model import GPT, GPTConfig, generate
+from pretrain import flops_per_token, peak_flops
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}   # dense bf16 FLOP/s, for MFU
 
 
 def default_config(**changes):
@@ -116,13 +116,6 @@ def failure(e):
 def free_memory(device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def peak_flops(device):
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
 class Report:
@@ -444,16 +437,6 @@ def bench_generate(report, device, quick, hf=True):
 # ----------------------------------------------------------------------------------------------
 # 4. training
 
-def train_flops_per_token(cfg, T):
-    """6 FLOPs per weight of every matmul (embedding lookup excluded) plus attention's useful
-    FLOPs: 12 * H * D per visible key per layer (forward 4, backward 8)."""
-    model = GPT(cfg)
-    matmul = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "tok_emb" not in n)
-    attn = sum(12 * cfg.n_head * cfg.head_dim * visible_pairs(T, cfg.window if kind == "S" else None) / T
-               for kind in cfg.layer_kinds())
-    return 6 * matmul + attn
-
-
 def bench_training(report, device, quick):
     cuda = device.type == "cuda"
     B, T, steps = (2, 64, 3) if quick else (32, 1024, 20)
@@ -485,8 +468,8 @@ def bench_training(report, device, quick):
             sec = median_time(step, device, target_s=1.0, max_reps=steps)
             row["ms_per_step"] = sec * 1e3
             row["tokens_per_s"] = B * T / sec
-            row["tflops"] = train_flops_per_token(cfg, T) * B * T / sec / 1e12
-            peak = peak_flops(device)
+            row["tflops"] = flops_per_token(model, T) * B * T / sec / 1e12
+            peak = peak_flops(str(device))
             row["mfu"] = row["tflops"] * 1e12 / peak if peak else None
             del model, opt, fwd
         except Exception as e:

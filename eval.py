@@ -21,7 +21,6 @@ sympy step runs under a time limit (SIGALRM when called from the main thread), s
 False quickly on inputs like 9^{9^{9^9}} or 100000!.
 """
 
-import argparse
 import json
 import math
 import os
@@ -32,6 +31,8 @@ import threading
 import time
 from contextlib import contextmanager
 from fractions import Fraction
+
+from cli import ArgumentParser, fail
 
 GRADE_TIMEOUT = 1.0  # seconds of sympy work allowed per grade() call (None or 0: no timer)
 MAX_ANSWER_CHARS = 500  # longer extracted answers are wrong by definition
@@ -840,7 +841,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     mean_total = _mean([len(p) + len(c) for p, c in zip(prompts, completions)])
     res = {
         "n": len(problems),
-        "attention": cfg.describe() if hasattr(cfg, "describe") else attention_name(cfg),
+        "attention": cfg.describe(),
         "greedy_acc": _mean(correct),
         "extracted": _mean([a is not None for a in answers]),
         "len_mean": _mean(lengths),
@@ -876,13 +877,6 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     return res
 
 
-def attention_name(cfg):
-    """'full' or 'SWA W=128 (S, sinks 0)' (GPTConfig.describe does the same where it exists)."""
-    if cfg.window is None:
-        return "full"
-    return f"SWA W={cfg.window} ({cfg.layer_pattern}, sinks {cfg.n_sink})"
-
-
 # -----------------------------------------------------------------------------
 # results table
 
@@ -913,16 +907,10 @@ def markdown_table(rows):
 # -----------------------------------------------------------------------------
 # CLI
 
-def die(msg, code=1):
-    """A user error: one clear line, no traceback."""
-    print(f"eval.py: error: {msg}", file=sys.stderr)
-    sys.exit(code)
-
-
 def grader_speed(path):
     """Grade every reference solution of a GSM8K-format file against its own answer and answer+1."""
     if not os.path.isfile(path):
-        die(f"file not found: {path}")
+        fail(f"file not found: {path}")
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     pairs = []
@@ -939,8 +927,7 @@ def grader_speed(path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.error = lambda msg: die(msg, 2)  # one line instead of usage + error
+    ap = ArgumentParser(__doc__)
     # what to evaluate
     ap.add_argument("--ckpt", nargs="+", metavar="PATH", help="one or more checkpoints (one table row each)")
     ap.add_argument("--label", action="append", help="row name, repeated once per --ckpt (default: file name)")
@@ -971,28 +958,28 @@ def main(argv=None):
     if args.grader_speed:
         sys.exit(0 if grader_speed(args.grader_speed) else 1)
     if not args.ckpt:
-        die("--ckpt is required (one or more checkpoint paths)", 2)
+        fail("--ckpt is required (one or more checkpoint paths)")
     if args.label and len(args.label) != len(args.ckpt):
-        die(f"got {len(args.label)} --label for {len(args.ckpt)} checkpoints", 2)
+        fail(f"got {len(args.label)} --label for {len(args.ckpt)} checkpoints")
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
                              ("--max-new-tokens", args.max_new_tokens, 1), ("--ref-window", args.ref_window, 1)):
         if value is not None and value < low:
-            die(f"{name} must be >= {low}, got {value}", 2)
+            fail(f"{name} must be >= {low}, got {value}")
     if args.temperature < 0:
-        die(f"--temperature must be >= 0, got {args.temperature}", 2)
+        fail(f"--temperature must be >= 0, got {args.temperature}")
 
     for path in args.ckpt:  # cheap checks before torch is imported
         if not os.path.isfile(path):
-            die(f"checkpoint not found: {path}")
+            fail(f"checkpoint not found: {path}")
     if args.data != "mathgen" and not os.path.isfile(args.data):
-        die(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
+        fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
     import torch
     from data.tokenizer import load_tokenizer
     from model import load_checkpoint
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
-        die(f"--device {device} but CUDA is not available")
+        fail(f"--device {device} but CUDA is not available")
 
     # checkpoints first, so a bad path fails before any generation
     models = []
@@ -1000,12 +987,12 @@ def main(argv=None):
         try:
             model, meta = load_checkpoint(path, device="cpu")
         except (ValueError, FileNotFoundError, OSError) as e:
-            die(str(e).splitlines()[0] if str(e) else f"cannot load {path}")
+            fail(str(e).splitlines()[0] if str(e) else f"cannot load {path}")
         models.append((path, model, meta))
     enc = load_tokenizer()
     for path, model, _ in models:
         if model.config.vocab_size < enc.n_vocab:
-            die(f"{path}: vocab_size {model.config.vocab_size} < tokenizer's {enc.n_vocab} ids")
+            fail(f"{path}: vocab_size {model.config.vocab_size} < tokenizer's {enc.n_vocab} ids")
 
     # problems
     if args.data == "mathgen":
@@ -1019,9 +1006,9 @@ def main(argv=None):
         try:
             problems = load_gsm8k(args.data)[:args.n]
         except (ValueError, UnicodeDecodeError) as e:
-            die(str(e).splitlines()[0])
+            fail(str(e).splitlines()[0])
         if not problems:
-            die(f"--data: no problems in {args.data}")
+            fail(f"--data: no problems in {args.data}")
 
     rows = []
     for i, (path, model, meta) in enumerate(models):
@@ -1033,7 +1020,7 @@ def main(argv=None):
                            top_k=args.top_k, ref_window=args.ref_window, timeout=args.grade_timeout,
                            progress=not args.no_progress)
         except ValueError as e:
-            die(f"{path}: {str(e).splitlines()[0]}")
+            fail(f"{path}: {str(e).splitlines()[0]}")
         model.to("cpu")
         rows.append({"label": label, "ckpt": path, "stage": meta.get("stage") if isinstance(meta, dict) else None,
                      **res})
@@ -1056,7 +1043,7 @@ def _write(path, text):
         with open(path, "w") as f:
             f.write(text)
     except OSError as e:
-        die(f"cannot write {path}: {e.strerror}")
+        fail(f"cannot write {path}: {e.strerror}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from cli import ArgumentParser, fail
 from data.mathgen import DEFAULT_KNOBS, make_problems, solution_style
 from data.tokenizer import encode_prompt, load_tokenizer
+from eval import evaluate as evaluate_checkpoint
 from eval import extract_answer, grade
 from model import generate, load_checkpoint, save_checkpoint
 from plot import rl_curves
@@ -293,21 +294,6 @@ def judge(enc, completion, gold, eos_id):
     return (not truncated) and grade(text, gold), truncated, text
 
 
-def greedy_eval(model, enc, problems, max_new_tokens, batch_size):
-    """Greedy accuracy on held-out problems, plus the share of "wf"-style traces and their length."""
-    correct = wf = trunc = length = 0
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i:i + batch_size]
-        prompts = [encode_prompt(enc, p["question"]) for p in chunk]
-        n = min(max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
-        comps, _ = generate(model, prompts, n, temperature=0.0, eos_id=enc.eot_token)
-        for p, c in zip(chunk, comps):
-            ok, t, text = judge(enc, c, p["answer"], enc.eot_token)
-            correct, trunc, length = correct + ok, trunc + t, length + len(c)
-            wf += solution_style(text) == "wf"
-    n = max(len(problems), 1)
-    return {"eval_acc": correct / n, "eval_wf_frac": wf / n, "eval_len": length / n, "eval_trunc": trunc / n}
-
 # ----------------------------------------------------------------------------------------------
 # checkpoint state
 
@@ -418,7 +404,10 @@ def main(argv=None):
 
     def evaluate(step):
         t0 = time.time()
-        row = {"step": step, **greedy_eval(model, enc, val, args.max_new_tokens, args.gen_batch)}
+        n = min(args.max_new_tokens, model.config.max_seq_len - max(len(encode_prompt(enc, p["question"])) for p in val))
+        r = evaluate_checkpoint(model, enc, val, greedy_only=True, max_new_tokens=n, batch_size=args.gen_batch, progress=False)
+        row = {"step": step, "eval_acc": r["greedy_acc"], "eval_wf_frac": r["wf_frac"], "eval_len": r["len_mean"],
+               "eval_trunc": r["trunc_rate"]}
         row["eval_time"] = round(time.time() - t0, 2)
         log(row)
         tqdm.write(f"step {step}: greedy val accuracy {row['eval_acc']:.3f} (n={len(val)}), "
