@@ -281,6 +281,8 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                  "I will take the facts one at a time, in the order they are given."]),
            pick(["Facts that do not change the number of " + o + " do not matter here, so I skip them.",
                  "Some facts are about other things, and those I can ignore."])]
+    # a person's new amount, always as "<name> has <n>" last: the latest such phrase is the current amount
+    update = lambda a, op, b, c, who: f"So {N(who)} has {a} {op} {b} = {c}, and {N(who)} has {c} {o} now."
     done = []
     for f, st in blocks:
         k = f[0]
@@ -302,7 +304,7 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                 else:
                     out.append(pick([f"{N(who)} gets the same number of {o}, so I add them to what {N(who)} had before.",
                                      f"For {N(who)}, the gift is added to the {o} {N(who)} already had."]))
-                out.append(f"So {N(who)} has {a} {op} {b} = {c}, and {N(who)} has {c} {o} now.")
+                out.append(update(a, op, b, c, who))
             elif k == "buy":
                 if j == 0:
                     out.append(pick([f"Then {N(f[1])} buys some {cn} of {o}.", f"The next fact is that {N(f[1])} buys {cn} of {o}."]))
@@ -311,20 +313,20 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
                     out.append(f"The {cn} hold {a} * {b} = {c} {o}.")
                 else:
                     out.append(f"These are added to the {o} {N(who)} had before buying.")
-                    out.append(f"So {N(who)} has {a} + {b} = {c}, and {N(who)} has {c} {o} now.")
+                    out.append(update(a, op, b, c, who))
             elif k == "lose":
                 out.append(pick([f"Then {N(who)} has fewer {o} than before.", f"The next fact is that some of the {o} of {N(who)} are gone."]))
                 out.append(f"I subtract the lost {o} from what {N(who)} had before.")
-                out.append(f"So {N(who)} has {a} - {b} = {c}, and {N(who)} has {c} {o} now.")
+                out.append(update(a, op, b, c, who))
             elif k == "split":
                 out.append(pick([f"Then {N(who)} splits the {o} into equal parts and keeps just one part.",
                                  f"The next fact is that {N(who)} shares out the {o} equally and keeps one share."]))
                 out.append(f"I divide what {N(who)} had before by the number of parts.")
-                out.append(f"So {N(who)} has {a} / {b} = {c}, and {N(who)} has {c} {o} now.")
+                out.append(update(a, op, b, c, who))
             elif k == "scale":
                 out.append(pick([f"Then the number of {o} that {N(who)} has grows.", f"The next fact is that the {o} of {N(who)} multiply."]))
                 out.append(f"I multiply what {N(who)} had before by the factor from the question.")
-                out.append(f"So {N(who)} has {a} * {b} = {c}, and {N(who)} has {c} {o} now.")
+                out.append(update(a, op, b, c, who))
             elif k == "each":
                 if j == 0:
                     out.append(pick([f"Then everyone gets the same number of extra {o}.", f"The next fact gives each person a few more {o}."]))
