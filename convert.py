@@ -2,8 +2,12 @@
 Stage 1a: convert a full-attention checkpoint to sliding-window attention. The weights do not
 change; only the attention settings do, and they are recorded in the checkpoint.
 
-    python convert.py --init runs/default/base.pt --window 128 --out runs/default/swa.pt
-    python convert.py --init base.pt --window 128 --layer-pattern SSSF --sinks 4 --out hybrid.pt
+    python convert.py --init runs/default/base.pt --out runs/default/swa.pt     # the run's window
+    python convert.py --init base.pt --layer-pattern SSSF --sinks 4 --out hybrid.pt
+
+The window is the run's (pretrain.py --window, kept in the checkpoint's data record), so the model
+slides over exactly the window its window-friendly traces are written for. --window W converts to
+another one, and the record follows: later stages then write their traces for W.
 
 Prints a conversion report: held-out loss on solutions and greedy accuracy on a small sample before
 and after (the damage the window does before any fine-tuning), and KV-cache bytes per sequence at
@@ -11,12 +15,9 @@ a stated generation length for both.
 """
 import json
 
-import torch
-
-from cli import ArgumentParser, fail
-from data.tokenizer import load_tokenizer
+from common import ArgumentParser, data_knobs, fail, load, next_meta, pick_device
 from model import GPT, GPTConfig, kv_cache_bytes, save_checkpoint
-from pretrain import evaluate_loss, generate_problems, load_model
+from pretrain import evaluate_loss, generate_problems
 from sft import greedy_accuracy, sft_rows
 
 
@@ -24,7 +25,7 @@ def main():
     ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("conversion")
     g.add_argument("--init", required=True, help="checkpoint to convert")
-    g.add_argument("--window", type=int, required=True, help="W: query i sees keys i-W+1 .. i")
+    g.add_argument("--window", type=int, help="W: query i sees keys i-W+1 .. i (default: the run's window)")
     g.add_argument("--layer-pattern", default="S", help="S = sliding, F = full, repeated over depth (e.g. SSSF)")
     g.add_argument("--sinks", type=int, default=0, help="first N tokens stay visible to sliding layers")
     g.add_argument("--out", required=True, help="converted checkpoint to write")
@@ -34,21 +35,21 @@ def main():
     g.add_argument("--device", default="auto")
     g.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    enc = load_tokenizer()
-    before, meta = load_model(args.init, enc, device)
+    device = pick_device(args.device)
+    before, enc, meta = load(args.init, device)
+    knobs = data_knobs(meta)
+    window = args.window or knobs["window"]
     try:
-        cfg = GPTConfig(**{**before.config.__dict__, "window": args.window,
+        cfg = GPTConfig(**{**before.config.__dict__, "window": window,
                            "layer_pattern": args.layer_pattern, "n_sink": args.sinks})
     except ValueError as e:
         fail(str(e))
     after = GPT(cfg).to(device)
     after.load_state_dict(before.state_dict())
-
-    meta = {k: v for k, v in meta.items() if k not in ("train_state", "step")}
-    meta.update(stage="convert", init=args.init,
-                attention={"window": args.window, "layer_pattern": args.layer_pattern, "n_sink": args.sinks})
-    save_checkpoint(args.out, after, **meta)
+    knobs["window"] = window
+    save_checkpoint(args.out, after, **next_meta({**meta, "data": knobs}, "convert", init=args.init,
+                                                 window=window, layer_pattern=args.layer_pattern,
+                                                 n_sink=args.sinks))
 
     gen_len = args.gen_len or cfg.max_seq_len
     report = {"init": args.init, "out": args.out, "before": before.config.describe(), "after": cfg.describe(),
@@ -56,8 +57,11 @@ def main():
               "kv_bytes_before": kv_cache_bytes(before.config, gen_len),
               "kv_bytes_after": kv_cache_bytes(cfg, gen_len)}
     if args.n_val:
-        problems = generate_problems(args.n_val, "val", args.seed)
-        val = sft_rows(enc, problems, cfg.max_seq_len)
+        problems = generate_problems(args.n_val, "val", args.seed, knobs)   # the run's problems
+        try:
+            val = sft_rows(enc, problems, cfg.max_seq_len)
+        except ValueError as e:
+            fail(f"{args.init}: {e}")
         batches = [tuple(t[i:i + 16] for t in val) for i in range(0, val[0].shape[0], 16)]
         for name, m in (("before", before), ("after", after)):
             report[f"val_loss_{name}"] = round(evaluate_loss(m, batches, device), 4)

@@ -32,7 +32,7 @@ import time
 from contextlib import contextmanager
 from fractions import Fraction
 
-from cli import ArgumentParser, fail
+from common import ArgumentParser, fail
 
 GRADE_TIMEOUT = 1.0  # seconds of sympy work allowed per grade() call (None or 0: no timer)
 MAX_ANSWER_CHARS = 500  # longer extracted answers are wrong by definition
@@ -748,6 +748,17 @@ def answer_key(ans):
     return str(n[0]) if n is not None else _key(s)
 
 
+def judge(enc, completion, gold, timeout=None):
+    """(correct, stopped, text) of one completion (token ids, the end token included if produced).
+
+    The one rule for "correct", used by RL rewards, evaluation and SFT's held-out check alike: the
+    completion stopped with the end token and its final answer equals `gold`. A trace cut off by the
+    length limit is wrong whatever its last number happens to be."""
+    stopped = bool(completion) and completion[-1] == enc.eot_token
+    text = enc.decode(completion[:-1] if stopped else completion)
+    return stopped and grade(text, gold, timeout), stopped, text
+
+
 # -----------------------------------------------------------------------------
 # evaluation of a model: generation, grading, trace analysis
 
@@ -779,10 +790,6 @@ def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, ba
         torch.cuda.synchronize()
     bar.close()
     return out, time.perf_counter() - t0
-
-
-def _strip_eos(tokens, eos_id):
-    return tokens[:-1] if tokens and tokens[-1] == eos_id else tokens
 
 
 def _majority(answers, correct):
@@ -830,14 +837,15 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     # greedy pass: the model's own traces
     completions, seconds = _generate_all(model, prompts, max_new_tokens, 0.0, None, eos, batch_size, seed,
                                          "greedy", progress)
-    texts = [enc.decode(_strip_eos(c, eos)) for c in completions]
+    judged = [judge(enc, c, g, timeout) for c, g in zip(completions, golds)]
+    correct = [j[0] for j in judged]
+    texts = [j[2] for j in judged]
     answers = [extract_answer(t) for t in texts]
-    correct = [a is not None and is_equiv(a, g, timeout) for a, g in zip(answers, golds)]
     lengths = [len(c) for c in completions]
     window = cfg.window if cfg.window is not None else ref_window  # full attention: compare at ref_window
     dists = []
-    for p, c in zip(prompts, completions):
-        dists.extend(dependency_distances(p + _strip_eos(c, eos), enc))
+    for p, c, (_, stopped, _) in zip(prompts, completions, judged):
+        dists.extend(dependency_distances(p + (c[:-1] if stopped else c), enc))
     mean_total = _mean([len(p) + len(c) for p, c in zip(prompts, completions)])
     res = {
         "n": len(problems),
@@ -846,7 +854,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
         "extracted": _mean([a is not None for a in answers]),
         "len_mean": _mean(lengths),
         "len_p90": _percentile(lengths, 90),
-        "trunc_rate": _mean([len(c) >= max_new_tokens and c[-1] != eos for c in completions]),
+        "trunc_rate": _mean([not j[1] for j in judged]),
         "dep_window": window,
         "dep_n": len(dists),
         "dep_mean": _mean(dists) if dists else None,  # None: no step reused an earlier number
@@ -864,8 +872,9 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
         repeated = [p for p in prompts for _ in range(k)]
         samples, _ = _generate_all(model, repeated, max_new_tokens, temperature, top_k, eos, batch_size,
                                    seed + 1_000_003, f"sample k={k}", progress)
-        s_answers = [extract_answer(enc.decode(_strip_eos(c, eos))) for c in samples]
-        s_correct = [a is not None and is_equiv(a, golds[i // k], timeout) for i, a in enumerate(s_answers)]
+        s_judged = [judge(enc, c, golds[i // k], timeout) for i, c in enumerate(samples)]
+        s_correct = [j[0] for j in s_judged]
+        s_answers = [extract_answer(text) if stopped else None for _, stopped, text in s_judged]  # no vote if cut off
         groups = [range(i * k, (i + 1) * k) for i in range(len(problems))]
         res.update(k=k, temperature=temperature,
                    pass1_sampled=_mean([_mean([s_correct[j] for j in g]) for g in groups]),
@@ -931,20 +940,19 @@ def main(argv=None):
     # what to evaluate
     ap.add_argument("--ckpt", nargs="+", metavar="PATH", help="one or more checkpoints (one table row each)")
     ap.add_argument("--label", action="append", help="row name, repeated once per --ckpt (default: file name)")
+    ap.add_argument("--preset", help="row of the presets table for --n, --k, ... (default: the first checkpoint's)")
     # data
     ap.add_argument("--data", default="mathgen", help="'mathgen' (generated problems) or a GSM8K-format .jsonl")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"], help="mathgen split")
-    ap.add_argument("--n", type=int, default=1000, help="number of problems")
+    ap.add_argument("--n", type=int, help="number of problems")
     ap.add_argument("--seed", type=int, default=0, help="problem seed (mathgen) and sampling seed")
     # sampling
-    ap.add_argument("--k", type=int, default=8, help="samples per problem for pass@1/pass@k/maj@k (0: greedy only)")
+    ap.add_argument("--k", type=int, help="samples per problem for pass@1/pass@k/maj@k (0: greedy only)")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k samples")
     ap.add_argument("--top-k", type=int, default=None, help="top-k filter for the k samples")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: max_seq_len - longest prompt")
-    ap.add_argument("--batch-size", type=int, default=64, help="sequences per generate() call")
+    ap.add_argument("--batch-size", type=int, help="sequences per generate() call")
     # grading and analysis
-    ap.add_argument("--ref-window", type=int, default=128,
-                    help="window for the 'dep >W' column of full-attention models, so SA and SWA rows compare")
     ap.add_argument("--grade-timeout", type=float, default=GRADE_TIMEOUT, help="seconds of sympy per answer")
     # system and output
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -961,45 +969,24 @@ def main(argv=None):
         fail("--ckpt is required (one or more checkpoint paths)")
     if args.label and len(args.label) != len(args.ckpt):
         fail(f"got {len(args.label)} --label for {len(args.ckpt)} checkpoints")
+    if args.data != "mathgen" and not os.path.isfile(args.data):
+        fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
+
+    from common import apply_preset, data_knobs, load, pick_device
+    device = pick_device(args.device)
+    models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
+    args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
-                             ("--max-new-tokens", args.max_new_tokens, 1), ("--ref-window", args.ref_window, 1)):
+                             ("--max-new-tokens", args.max_new_tokens, 1)):
         if value is not None and value < low:
             fail(f"{name} must be >= {low}, got {value}")
     if args.temperature < 0:
         fail(f"--temperature must be >= 0, got {args.temperature}")
 
-    for path in args.ckpt:  # cheap checks before torch is imported
-        if not os.path.isfile(path):
-            fail(f"checkpoint not found: {path}")
-    if args.data != "mathgen" and not os.path.isfile(args.data):
-        fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
-
-    import torch
-    from data.tokenizer import load_tokenizer
-    from model import load_checkpoint
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"--device {device} but CUDA is not available")
-
-    # checkpoints first, so a bad path fails before any generation
-    models = []
-    for path in args.ckpt:
-        try:
-            model, meta = load_checkpoint(path, device="cpu")
-        except (ValueError, FileNotFoundError, OSError) as e:
-            fail(str(e).splitlines()[0] if str(e) else f"cannot load {path}")
-        models.append((path, model, meta))
-    enc = load_tokenizer()
-    for path, model, _ in models:
-        if model.config.vocab_size < enc.n_vocab:
-            fail(f"{path}: vocab_size {model.config.vocab_size} < tokenizer's {enc.n_vocab} ids")
-
-    # problems
+    # the problems, and the window of the far-dependency column of full-attention rows: the run's
+    knobs = data_knobs(models[0][3])
     if args.data == "mathgen":
-        from data.mathgen import DEFAULT_KNOBS, make_problems
-        # the kind of problems the (first) checkpoint was trained on: its pretraining data knobs
-        data = models[0][2].get("data") if isinstance(models[0][2].get("data"), dict) else {}
-        knobs = {k: v for k, v in data.items() if k in DEFAULT_KNOBS and k != "window_friendly_frac"}
+        from data.mathgen import make_problems
         problems = make_problems(args.n, split=args.split, seed=args.seed, **knobs)
     else:
         from data.gsm8k import load_gsm8k
@@ -1011,26 +998,25 @@ def main(argv=None):
             fail(f"--data: no problems in {args.data}")
 
     rows = []
-    for i, (path, model, meta) in enumerate(models):
+    for i, (path, model, enc, meta) in enumerate(models):
         label = args.label[i] if args.label else os.path.splitext(os.path.basename(path))[0]
         model.to(device)
         try:
             res = evaluate(model, enc, problems, k=args.k, temperature=args.temperature,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                           top_k=args.top_k, ref_window=args.ref_window, timeout=args.grade_timeout,
+                           top_k=args.top_k, ref_window=knobs["window"], timeout=args.grade_timeout,
                            progress=not args.no_progress)
         except ValueError as e:
             fail(f"{path}: {str(e).splitlines()[0]}")
         model.to("cpu")
-        rows.append({"label": label, "ckpt": path, "stage": meta.get("stage") if isinstance(meta, dict) else None,
-                     **res})
+        rows.append({"label": label, "ckpt": path, "stage": meta.get("stage"), **res})
         print(f"{label}: greedy {_pct(res['greedy_acc'])}, pass@k {_pct(res['pass_at_k'])}, "
               f"{res['tok_per_s']:.0f} tok/s", file=sys.stderr)
 
     table = markdown_table(rows)
     print(table)
     settings = {k: v for k, v in vars(args).items() if k not in ("grader_speed", "no_progress")}
-    settings["device"] = device
+    settings.update(device=device, data_knobs=knobs)
     if args.json:
         _write(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
     if args.md:

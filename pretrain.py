@@ -15,7 +15,6 @@ is a pure function of (seed, step), so restoring weights, optimizer and step res
 import json
 import math
 import os
-import sys
 import time
 from multiprocessing import Pool
 
@@ -23,21 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cli import ArgumentParser, fail
+from common import (PRESETS, ArgumentParser, add_preset_arg, apply_preset, fail, open_metrics, pick_device,
+                    resume_state, rng_state, set_rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
-from model import GPT, GPTConfig, load_checkpoint, read_checkpoint, save_checkpoint
-
-# Model sizes and schedules. smoke: CI's seconds-long check; tiny: CPU, a minute or two;
-# default: ~10M parameters that learn the task on one GPU.
-PRESETS = {
-    "smoke": dict(model=dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024),
-                  steps=3, batch_size=2, lr=3e-3, warmup=1, n_train=20, n_val=4, eval_every=0),
-    "tiny": dict(model=dict(n_layer=2, n_head=2, n_kv_head=1, n_embd=64, max_seq_len=1024),
-                 steps=100, batch_size=8, lr=3e-3, warmup=10, n_train=800, n_val=16, eval_every=50),
-    "default": dict(model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
-                    steps=1500, batch_size=64, lr=2e-3, warmup=100, n_train=60000, n_val=256, eval_every=250),
-}
+from model import GPT, GPTConfig, save_checkpoint
 
 
 def add_train_args(ap):
@@ -53,7 +42,7 @@ def add_train_args(ap):
     g = ap.add_argument_group("run")
     g.add_argument("--out", required=True, help="checkpoint to write (atomically)")
     g.add_argument("--metrics", help="JSON-lines metrics (default: --out with .jsonl)")
-    g.add_argument("--resume", action="store_true", help="continue the run saved at --out (a finished one: do nothing)")
+    g.add_argument("--resume", action="store_true", help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
     g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
     g.add_argument("--eval-every", type=int, help="held-out loss every N steps")
     g.add_argument("--seed", type=int, default=0)
@@ -61,30 +50,14 @@ def add_train_args(ap):
     g.add_argument("--no-compile", action="store_true", help="skip torch.compile on GPU")
 
 
-def resolve_args(args, preset):
-    for k, v in preset.items():
-        if k != "model" and getattr(args, k, None) is None:
-            setattr(args, k, v)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        fail("--device cuda but CUDA is not available")
+def check_train_args(args):
+    """After the preset filled the gaps: the device, positive sizes, the metrics path."""
+    args.device = pick_device(args.device)
     for k in ("steps", "batch_size", "lr"):
-        if getattr(args, k) <= 0:
+        if not getattr(args, k) > 0:
             fail(f"--{k.replace('_', '-')} must be positive")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
     return args
-
-
-def load_model(path, enc, device="cpu"):
-    """load_checkpoint for the scripts: a bad file or a tokenizer mismatch is one line and exit 1."""
-    try:
-        model, meta = load_checkpoint(path, device=device)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    if model.config.vocab_size != enc.n_vocab:
-        fail(f"{path} has vocab_size {model.config.vocab_size} but the tokenizer has {enc.n_vocab} ids")
-    return model, meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,22 +153,14 @@ def train(model, get_batch, val_batches, args, meta):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), fused=cuda)
+    state = resume_state(args, meta["stage"])   # None: a fresh run
     start = 0
-    if args.resume and os.path.exists(args.out):
-        ckpt = read_checkpoint(args.out)
-        state = ckpt["meta"].get("train_state")
-        if ckpt["meta"].get("stage") != meta["stage"]:
-            fail(f"{args.out} is a {ckpt['meta'].get('stage')} checkpoint, not a {meta['stage']} run")
-        if state is None:
-            print(f"{args.out} is a finished {meta['stage']} run; nothing to do")
-            sys.exit(0)
-        model.load_state_dict(ckpt["model"])
+    if state is not None:
+        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start = state["step"]
         print(f"resuming {args.out} at step {start}")
-    elif not args.resume and os.path.exists(args.metrics):
-        os.remove(args.metrics)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
@@ -209,11 +174,10 @@ def train(model, get_batch, val_batches, args, meta):
         return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def save(step, finished):
-        state = {"step": step, "optimizer": opt.state_dict(), "rng": torch.get_rng_state()}
+        state = {"step": step, "optimizer": opt.state_dict(), "rng": rng_state()}
         save_checkpoint(args.out, model, **meta, step=step, train_state=None if finished else state)
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.metrics)), exist_ok=True)
-    log = open(args.metrics, "a")
+    log = open_metrics(args.metrics, start)
     record = {}
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=meta["stage"], dynamic_ncols=True)
     t_last, tokens_since = time.time(), 0
@@ -254,27 +218,34 @@ def train(model, get_batch, val_batches, args, meta):
 def main():
     ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("model and data")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="tiny" if not torch.cuda.is_available() else "default")
+    add_preset_arg(g)
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
-    g.add_argument("--window-friendly-frac", type=float, default=0.2, help="share of window-friendly solutions")
-    g.add_argument("--data-knobs", type=json.loads, default={}, help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
+    g.add_argument("--window", type=int, help="the run's window: the window-friendly traces are written for it, "
+                                              "and later stages (convert, sft, rl, eval) take it from here")
+    g.add_argument("--window-friendly-frac", type=float, help="share of window-friendly solutions")
+    g.add_argument("--data-knobs", type=json.loads, default={},
+                   help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
         g.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the preset's {name}")
     add_train_args(ap)
-    args = ap.parse_args()
+    args = check_train_args(apply_preset(ap.parse_args(), "pretrain"))
     preset = PRESETS[args.preset]
-    args = resolve_args(args, preset)
     torch.manual_seed(args.seed)
 
     enc = load_tokenizer()
-    sizes = {**preset["model"], **{k: getattr(args, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd") if getattr(args, k)}}
+    sizes = {**preset["model"], **{k: getattr(args, k) for k in ("n_layer", "n_head", "n_kv_head", "n_embd")
+                                   if getattr(args, k)}}
     try:
         # exactly the tokenizer's ids: a padded vocabulary would let sampling emit ids nothing can decode
         cfg = GPTConfig(vocab_size=enc.n_vocab, **sizes)
     except ValueError as e:
         fail(str(e))
-    knobs = {**args.data_knobs, "window_friendly_frac": args.window_friendly_frac}
+    if not isinstance(args.data_knobs, dict):
+        fail("--data-knobs must be a JSON object")
+    knobs = {**DEFAULT_KNOBS, **preset["data"], **args.data_knobs}
+    knobs.update({k: v for k, v in (("window", args.window), ("window_friendly_frac", args.window_friendly_frac))
+                  if v is not None})
     if set(knobs) - set(DEFAULT_KNOBS):
         fail(f"unknown data knobs {sorted(set(knobs) - set(DEFAULT_KNOBS))}; known: {sorted(DEFAULT_KNOBS)}")
     t0 = time.time()
@@ -285,8 +256,8 @@ def main():
           f"one epoch = {rows[0].shape[0] / args.batch_size:.0f} steps")
     model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
-    meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken",
-            "data": {"generator": "mathgen", **knobs, "n_train": args.n_train, "seed": args.seed}}
+    meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
+            "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps}]}
     t0 = time.time()
     last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
     print(json.dumps({**last, "wall_s": round(time.time() - t0, 1), "out": args.out}))

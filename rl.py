@@ -3,14 +3,19 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
 
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt            # one GPU
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt --resume   # continue it
-    python rl.py --init runs/tiny/sft.pt --steps 3 --device cpu --out runs/tiny/rl.pt   # CPU smoke
+    python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
 
-Each step: B training prompts x G samples from the policy with the checkpoint's own attention
-(`model.generate`, so SWA models decode through their ring-buffer cache), reward 1 if
-`eval.grade` accepts the answer else 0, group-normalised advantages, then `--num-iterations`
-passes over the batch in token-sized micro-batches with the clipped policy loss, AdamW.
-Metrics go to a JSON-lines file (one row per step, plus rows for the held-out evaluations) and,
-at the end, to an SVG of reward, accuracy, length and "wf" (window-friendly) style fraction.
+Each step is the algorithm, in this order (`main` reads the same way):
+  1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
+     attention (`model.generate`, so SWA models decode through their ring-buffer cache);
+  2. rewards: 1 if the sample is correct by the project's one rule (`eval.judge`: it stopped with
+     the end token and its answer equals the gold one), else 0; advantages normalised per group;
+  3. update: one pass over the batch in token-sized micro-batches with the clipped policy loss,
+     one AdamW step;
+  4. log: one JSON line per step (reward, style mix, lengths, speeds), plus held-out greedy
+     evaluations, and at the end an SVG of the curves.
+Settings come from the presets table (the preset --init was made with); problems from the data
+record of --init (the run's generator knobs), from a seed stream no other stage uses.
 
 Where this departs from textbook GRPO (DeepSeekMath), on purpose:
 - One optimizer step per pass over the batch (the micro-batches only accumulate gradients), so
@@ -22,90 +27,105 @@ Where this departs from textbook GRPO (DeepSeekMath), on purpose:
   log-probs differ by rounding, and using the sampler's would make PPO's ratio measure that noise
   instead of the policy's change. The gap is logged (`sampler_gap`) and tests check that the two
   agree on CPU in fp32 (full and sliding models, completions longer than the window).
-- Loss aggregation defaults to DAPO's token mean over the whole batch ("grpo" = per-sequence
-  means, "dr_grpo" = sum / (sequences x max_new_tokens) are options), with DAPO's asymmetric
+- Loss aggregation defaults to DAPO's token mean over the whole batch, with DAPO's asymmetric
   "clip-higher" (0.2 / 0.28). No KL penalty by default (beta=0), so no reference model is kept.
 - No top-k/top-p at sampling: the trainer scores the same tempered distribution it samples from.
-- Truncated completions (no end-of-sequence token within --max-new-tokens) get reward 0 and stay
-  in the loss unless --mask-truncated; the end-of-sequence token is a trained token.
-- No dynamic re-sampling of zero-variance groups (DAPO); --drop-zero-std-groups only drops them.
+- Truncated completions (no end token within --max-new-tokens) get reward 0 and stay in the loss;
+  the end token is a trained token.
 - Learning rate: linear warmup, then constant (RL runs are stopped, not scheduled to an end).
-- Sliding layers run the `tiled` path (same attention as `flex`, tested equal in model.py): RL
+- Sliding layers train on the `tiled` path (same attention as `flex`, tested equal in model.py): RL
   batches come in ever-new shapes, and compiled flex recompiles for each (H100: 4-8k training
   tokens/s with flex against 160-290k with tiled). Decoding uses the ring-buffer cache either way.
+The GRPO variants (per-sequence or Dr. GRPO aggregation, no std scaling, KL to the initial policy,
+several passes per batch, masking truncated samples, dropping constant groups, a format bonus)
+are options in their own group of flags; the defaults are the on-policy path above.
 """
 import copy
 import json
 import os
-import random
 import time
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cli import ArgumentParser, fail
-from data.mathgen import DEFAULT_KNOBS, make_problems, solution_style
-from data.tokenizer import encode_prompt, load_tokenizer
-from eval import evaluate as evaluate_checkpoint
-from eval import extract_answer, grade
-from model import generate, load_checkpoint, save_checkpoint
+from common import (ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta,
+                    open_metrics, pick_device, resume_state, rng_state, set_rng_state)
+from data.mathgen import make_problems, solution_style
+from data.tokenizer import encode_prompt
+from eval import evaluate, extract_answer, judge
+from model import generate, save_checkpoint
 from plot import rl_curves
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 RL_SEED_BASE = 7_000_000_000   # problem seeds of RL prompts: far from pretrain/SFT's seed * 1_000_003 + k
-TRAIN_STATE = ("optimizer", "rng", "step", "args", "train_state", "stage", "init")  # not forwarded from --init
 
 
 def get_args(argv=None):
     p = ArgumentParser(__doc__)
-    # input / output
-    p.add_argument("--init", required=True, help="checkpoint to start from (an SFT checkpoint)")
-    p.add_argument("--out", default="runs/rl.pt", help="checkpoint written every --save-every steps and at the end")
-    p.add_argument("--metrics", default=None, help="JSON-lines metrics (default: next to --out, .jsonl)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved at --out from its step")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--attn-impl", default="tiled", choices=["tiled", "dense", "flex", "auto"],
+    g = p.add_argument_group("run")
+    g.add_argument("--init", required=True, help="checkpoint to start from (an SFT checkpoint)")
+    g.add_argument("--out", default="runs/rl.pt", help="checkpoint written every --save-every steps and at the end")
+    g.add_argument("--metrics", default=None, help="JSON-lines metrics (default: next to --out, .jsonl)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
+    add_preset_arg(g)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    g.add_argument("--attn-impl", default="tiled", choices=["tiled", "dense", "flex", "auto"],
                    help="path for sliding layers (all compute the same attention): tiled trains ~30x faster "
                         "than flex here, whose static-shape compile recompiles for every new micro-batch shape")
-    p.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
-    # rollouts
-    p.add_argument("--steps", type=int, default=200, help="total optimizer steps (including resumed ones)")
-    p.add_argument("--prompts-per-step", type=int, default=32, help="B: 32 x 8 = 256 rollouts a step")
-    p.add_argument("--group-size", type=int, default=8,
-                   help="G: at accuracy 0.5 only 1%% of groups have no reward variance (0.5^8 x 2)")
-    p.add_argument("--max-new-tokens", type=int, default=768,
-                   help="covers the longest SFT-style trace (~720 tokens) with a ~130-token prompt in 1024")
-    p.add_argument("--temperature", type=float, default=1.0, help="sample from the policy itself")
-    p.add_argument("--gen-batch", type=int, default=256, help="rows per generate call (KV cache is small)")
-    p.add_argument("--format-reward", type=float, default=0.0,
-                   help="bonus for stopping with an extractable answer (off: correctness is the goal)")
-    # objective
-    p.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"],
-                   help="dapo: every token weighs the same, so long wrong traces are not diluted")
-    p.add_argument("--scale-rewards", default="group", choices=["group", "none"],
-                   help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
-    p.add_argument("--clip-low", type=float, default=0.2, help="PPO's epsilon below 1")
-    p.add_argument("--clip-high", type=float, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
-    p.add_argument("--beta", type=float, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
-    p.add_argument("--num-iterations", type=int, default=1, help="mu: passes over each batch (1 = strictly on-policy)")
-    p.add_argument("--mask-truncated", action="store_true", help="leave truncated completions out of the loss")
-    p.add_argument("--drop-zero-std-groups", action="store_true",
-                   help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
-    # optimization
-    p.add_argument("--lr", type=float, default=1e-5, help="small: RL moves a trained policy, not a fresh one")
-    p.add_argument("--warmup-steps", type=int, default=5)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="0: nothing pulls weights away from the SFT policy")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--micro-batch-tokens", type=int, default=16384,
+    g.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
+    g = p.add_argument_group("rollouts (None: the preset's)")
+    g.add_argument("--steps", type=int, help="total optimizer steps (including resumed ones)")
+    g.add_argument("--prompts-per-step", type=int, help="B: problems per step")
+    g.add_argument("--group-size", type=int, help="G: samples per problem; at accuracy 0.5 only 1%% of "
+                                                 "groups of 8 have no reward variance (0.5^8 x 2)")
+    g.add_argument("--max-new-tokens", type=int, help="longest completion; longer ones are cut off and wrong")
+    g.add_argument("--temperature", type=float, default=1.0, help="sample from the policy itself")
+    g.add_argument("--gen-batch", type=int, default=256, help="rows per generate call (KV cache is small)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, help="AdamW learning rate after warmup")
+    g.add_argument("--warmup-steps", type=int, default=5)
+    g.add_argument("--weight-decay", type=float, default=0.0, help="0: nothing pulls weights away from the SFT policy")
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument("--micro-batch-tokens", type=int, default=16384,
                    help="padded tokens per forward/backward; ~3 GB of activations for the default model")
-    p.add_argument("--pad-multiple", type=int, default=64,
+    g.add_argument("--pad-multiple", type=int, default=64,
                    help="pad sequence lengths to a multiple: few distinct shapes for the compiled attention")
-    # evaluation / saving
-    p.add_argument("--eval-every", type=int, default=25, help="greedy held-out accuracy every N steps (0: never)")
-    p.add_argument("--eval-n", type=int, default=256, help="held-out (val split) problems per evaluation")
-    p.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps (0: only at the end)")
+    g = p.add_argument_group("evaluation and saving")
+    g.add_argument("--eval-every", type=int, help="greedy held-out accuracy every N steps (0: never)")
+    g.add_argument("--eval-n", type=int, help="held-out (val split) problems per evaluation")
+    g.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps (0: only at the end)")
+    g = p.add_argument_group("GRPO variants (the defaults are the on-policy path of the docstring)")
+    g.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"],
+                   help="dapo: every token weighs the same; grpo: every sequence; dr_grpo: sum / (N x max_new_tokens)")
+    g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
+                   help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
+    g.add_argument("--clip-low", type=float, default=0.2, help="PPO's epsilon below 1")
+    g.add_argument("--clip-high", type=float, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
+    g.add_argument("--beta", type=float, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
+    g.add_argument("--num-iterations", type=int, default=1, help="mu: passes over each batch (1 = strictly on-policy)")
+    g.add_argument("--mask-truncated", action="store_true", help="leave truncated completions out of the loss")
+    g.add_argument("--drop-zero-std-groups", action="store_true",
+                   help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
+    g.add_argument("--format-reward", type=float, default=0.0,
+                   help="bonus for stopping with an extractable answer (off: correctness is the goal)")
     return p.parse_args(argv)
+
+
+def check_args(args):
+    for name, low in (("group_size", 2), ("prompts_per_step", 1), ("num_iterations", 1), ("steps", 0),
+                      ("max_new_tokens", 1), ("micro_batch_tokens", 1), ("pad_multiple", 1), ("gen_batch", 1),
+                      ("eval_n", 1), ("eval_every", 0), ("save_every", 0)):
+        if getattr(args, name) < low:
+            why = " (advantages compare samples within a group)" if name == "group_size" else ""
+            fail(f"--{name.replace('_', '-')} must be >= {low}{why}, got {getattr(args, name)}")
+    if not args.temperature > 0:
+        fail(f"--temperature must be > 0 for sampling, got {args.temperature}")
+    if not args.lr > 0:
+        fail(f"--lr must be positive, got {args.lr}")
+    args.device = pick_device(args.device)
+    args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    return args
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,8 +291,10 @@ def optimize(model, opt, prompts, completions, adv, args, ref_model=None, sample
         out["sampler_gap"] = float(gap) / n_tokens
     return out
 
+
+
 # ----------------------------------------------------------------------------------------------
-# rollouts, rewards, evaluation
+# rollouts and what they say
 
 
 def rollout(model, prompts, max_new_tokens, temperature, eos_id, seed, gen_batch):
@@ -286,45 +308,15 @@ def rollout(model, prompts, max_new_tokens, temperature, eos_id, seed, gen_batch
     return comps, logps
 
 
-def judge(enc, completion, gold, eos_id):
-    """(correct, truncated, text): a completion that never stopped is wrong, whatever it says."""
-    truncated = not completion or completion[-1] != eos_id
-    # the model's vocabulary may be padded past the tokenizer's: such ids decode to nothing
-    text = enc.decode([t for t in (completion if truncated else completion[:-1]) if t < enc.n_vocab])
-    return (not truncated) and grade(text, gold), truncated, text
-
-
-# ----------------------------------------------------------------------------------------------
-# checkpoint state
-
-
-def rng_state():
-    v, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(), "python": [v, list(internal), gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_tokenizer_for(meta):
-    path = meta.get("tokenizer")
-    if isinstance(path, str) and not os.path.isabs(path):
-        path = os.path.join(ROOT, path)   # checkpoints store it relative to the repository
-    return load_tokenizer(path if isinstance(path, str) else None)
-
-
-def data_knobs(meta):
-    """The generator settings the checkpoint was trained with (they shape the questions)."""
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    return {k: v for k, v in data.items() if k in DEFAULT_KNOBS}
+def sample_metrics(judged, rewards, G):
+    """What the samples of one step say: reward, accuracy, style mix and the accuracy of each style."""
+    correct = [j[0] for j in judged]
+    styles = [solution_style(j[2]) for j in judged]
+    acc = lambda s: sum(c for c, t in zip(correct, styles) if t == s) / max(1, styles.count(s))
+    return {"reward": rewards.mean().item(), "accuracy": sum(correct) / len(correct),
+            "zero_std_frac": (rewards.view(-1, G).std(1) == 0).float().mean().item(),
+            "trunc_frac": sum(not j[1] for j in judged) / len(judged),
+            "wf_frac": styles.count("wf") / len(styles), "acc_wf": acc("wf"), "acc_sa": acc("sa")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,164 +324,114 @@ def data_knobs(meta):
 
 def main(argv=None):
     args = get_args(argv)
-    if args.group_size < 2:
-        fail(f"--group-size must be >= 2 (advantages compare samples within a group), got {args.group_size}")
-    if args.prompts_per_step < 1:
-        fail(f"--prompts-per-step must be >= 1, got {args.prompts_per_step}")
-    if args.num_iterations < 1 or args.steps < 0 or args.max_new_tokens < 1 or args.micro_batch_tokens < 1 \
-            or args.pad_multiple < 1 or args.gen_batch < 1:
-        fail("--num-iterations, --max-new-tokens, --micro-batch-tokens, --pad-multiple, --gen-batch must be >= 1 "
-             "and --steps >= 0")
-    if not args.temperature > 0:
-        fail(f"--temperature must be > 0 for sampling, got {args.temperature}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"--device {args.device} but CUDA is not available")
-
-    stem = os.path.splitext(args.out)[0]
-    metrics_path = args.metrics or stem + ".jsonl"
-    source = args.out if args.resume else args.init
-    if args.resume and not os.path.exists(args.out):
-        fail(f"--resume: no checkpoint at {args.out}")
-    try:
-        model, meta = load_checkpoint(source, args.device)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e))
-    if args.resume and meta.get("stage") != "rl":
-        fail(f"--resume: {args.out} is a {meta.get('stage')!r} checkpoint, not an RL run")
-    # train with --attn-impl, but save the checkpoint's own setting (later stages pick their path)
-    saved_impl, model.config.attn_impl = model.config.attn_impl, args.attn_impl
+    model, enc, init_meta = load(args.init, pick_device(args.device), attn_impl=args.attn_impl)
+    args = check_args(apply_preset(args, "rl", init_meta))
+    knobs = data_knobs(init_meta)
+    meta = next_meta(init_meta, "rl", init=args.init, seed=args.seed, lr=args.lr,
+                     prompts_per_step=args.prompts_per_step, group_size=args.group_size)
+    eos, G, cuda = enc.eot_token, args.group_size, args.device.startswith("cuda")
     torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    if args.device.startswith("cuda"):
+    if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
-    enc = load_tokenizer_for(meta)
-    eos = enc.eot_token
-    if enc.n_vocab > model.config.vocab_size:
-        fail(f"tokenizer has {enc.n_vocab} ids but the model only {model.config.vocab_size}")
-    knobs = data_knobs(meta)
-    ref_model = None
-    if args.beta > 0:   # the reference is the initial policy, frozen
-        ref_model = load_checkpoint(args.init, args.device, attn_impl=args.attn_impl)[0] if args.resume \
-            else copy.deepcopy(model)
-        ref_model.requires_grad_(False).eval()
+    ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None  # the initial policy
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
+    state = resume_state(args, "rl")   # None: a fresh run
     start = 0
-    if args.resume:
-        opt.load_state_dict(meta["optimizer"])
-        set_rng_state(meta["rng"])
-        start = int(meta["step"])
-        forward = {k: v for k, v in meta.items() if k not in TRAIN_STATE}
-        keep = []   # drop metric rows past the checkpoint: the resumed run rewrites them
-        if os.path.exists(metrics_path):
-            keep = [l for l in open(metrics_path) if l.strip() and json.loads(l).get("step", 0) <= start]
-        with open(metrics_path, "w") as f:
-            f.writelines(keep)
-    else:
-        forward = {k: v for k, v in meta.items() if k not in TRAIN_STATE}
-        forward["init_stage"] = meta.get("stage")
-        os.makedirs(os.path.dirname(os.path.abspath(metrics_path)), exist_ok=True)
-        open(metrics_path, "w").close()
-    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every > 0 else []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        start = state["step"]
+    log_file = open_metrics(args.metrics, start)
+    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
 
     def log(row):
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        log_file.write(json.dumps(row) + "\n")
+        log_file.flush()
+
+    def held_out(step):   # greedy accuracy on val problems, through eval.evaluate
+        t0 = time.time()
+        n = min(args.max_new_tokens,
+                model.config.max_seq_len - max(len(encode_prompt(enc, p["question"])) for p in val))
+        r = evaluate(model, enc, val, greedy_only=True, max_new_tokens=n, batch_size=args.gen_batch,
+                     ref_window=knobs["window"], progress=False)
+        log({"step": step, "eval_acc": r["greedy_acc"], "eval_wf_frac": r["wf_frac"], "eval_len": r["len_mean"],
+             "eval_trunc": r["trunc_rate"], "eval_dep_far": r["dep_far"], "eval_time": round(time.time() - t0, 2)})
+        tqdm.write(f"step {step}: greedy val accuracy {r['greedy_acc']:.3f} (n={len(val)}), "
+                   f"wf {r['wf_frac']:.2f}, len {r['len_mean']:.0f}")
 
     def save(step):
-        model.config.attn_impl = saved_impl
-        save_checkpoint(args.out, model, **forward, stage="rl", step=step, optimizer=opt.state_dict(),
-                        rng=rng_state(), args=vars(args), init=args.init)
-        model.config.attn_impl = args.attn_impl
+        done = step == args.steps
+        train_state = None if done else {"step": step, "optimizer": opt.state_dict(), "rng": rng_state()}
+        save_checkpoint(args.out, model, **meta, step=step, train_state=train_state)
 
-    def evaluate(step):
-        t0 = time.time()
-        n = min(args.max_new_tokens, model.config.max_seq_len - max(len(encode_prompt(enc, p["question"])) for p in val))
-        r = evaluate_checkpoint(model, enc, val, greedy_only=True, max_new_tokens=n, batch_size=args.gen_batch, progress=False)
-        row = {"step": step, "eval_acc": r["greedy_acc"], "eval_wf_frac": r["wf_frac"], "eval_len": r["len_mean"],
-               "eval_trunc": r["trunc_rate"]}
-        row["eval_time"] = round(time.time() - t0, 2)
-        log(row)
-        tqdm.write(f"step {step}: greedy val accuracy {row['eval_acc']:.3f} (n={len(val)}), "
-                   f"wf {row['eval_wf_frac']:.2f}, len {row['eval_len']:.0f}")
-
-    print(f"rl: {source} ({model.config.describe()}, {model.num_params() / 1e6:.1f}M params) on {args.device}, "
-          f"steps {start}->{args.steps}, {args.prompts_per_step}x{args.group_size} rollouts/step, metrics {metrics_path}")
+    print(f"rl: {args.init} ({model.config.describe()}, {model.num_params() / 1e6:.1f}M params) on {args.device}, "
+          f"steps {start}->{args.steps}, {args.prompts_per_step}x{G} rollouts/step, metrics {args.metrics}")
     if val and start == 0:
-        evaluate(0)
-    G = args.group_size
+        held_out(0)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="rl", dynamic_ncols=True)
     for step in bar:
         t0 = time.time()
-        # ---- rollouts: B problems, G samples each, the model's own attention and cache
-        problems = make_problems(args.prompts_per_step, split="train", seed=RL_SEED_BASE + args.seed * 1_000_000 + step,
-                                 **knobs)
+        # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
+        problems = make_problems(args.prompts_per_step, split="train",
+                                 seed=RL_SEED_BASE + args.seed * 1_000_000 + step, **knobs)
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
-        golds = [p["answer"] for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
         if n_new < 1:
             fail(f"prompts of {max(map(len, prompts))} tokens leave no room in max_seq_len={model.config.max_seq_len}")
         comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
                                        seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
-        if args.device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
         t_roll = time.time() - t0
-        # ---- rewards and advantages
-        judged = [judge(enc, c, g, eos) for c, g in zip(comps, golds)]
-        correct = torch.tensor([float(j[0]) for j in judged])
-        truncated = torch.tensor([j[1] for j in judged])
-        rewards = correct.clone()
-        if args.format_reward:
-            formatted = torch.tensor([extract_answer(j[2]) is not None for j in judged])
-            rewards += args.format_reward * (formatted & ~truncated).float()
+
+        # 2. rewards by the one rule for "correct", then advantages within each group of G
+        judged = [judge(enc, c, p["answer"]) for c, p in zip(comps, (p for p in problems for _ in range(G)))]
+        rewards = torch.tensor([float(j[0]) for j in judged])
+        if args.format_reward:   # variant: a bonus for stopping with an extractable answer
+            rewards += args.format_reward * torch.tensor([j[1] and extract_answer(j[2]) is not None for j in judged])
         adv = group_advantages(rewards, G, args.scale_rewards)
-        zero_std = (rewards.view(-1, G).std(1) == 0)
-        keep = torch.ones(len(comps), dtype=torch.bool)
+        keep = torch.ones(len(comps), dtype=torch.bool)   # variants may leave samples out of the loss
         if args.mask_truncated:
-            keep &= ~truncated
+            keep &= torch.tensor([j[1] for j in judged])
         if args.drop_zero_std_groups:
-            keep &= ~zero_std.repeat_interleave(G)
+            keep &= (rewards.view(-1, G).std(1) > 0).repeat_interleave(G)
         ids = keep.nonzero()[:, 0].tolist()
-        # ---- policy update
+
+        # 3. the policy update
         t1 = time.time()
         lr = args.lr * min(1.0, (step + 1) / max(args.warmup_steps, 1))
         stats = {}
         if ids:
             stats = optimize(model, opt, [prompts[i] for i in ids], [comps[i] for i in ids], adv[ids], args,
                              ref_model, [sampler_logps[i] for i in ids], lr)
-        if args.device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
         t_train = time.time() - t1
-        # ---- metrics
+
+        # 4. log, evaluate, save
         lens = [len(c) for c in comps]
-        styles = [solution_style(j[2]) for j in judged]
-        n_rollout = sum(lens)
         n_train = sum(len(prompts[i]) + len(comps[i]) for i in ids) * args.num_iterations
-        row = {"step": step + 1, "reward": rewards.mean().item(), "accuracy": correct.mean().item(),
-               "zero_std_frac": zero_std.float().mean().item(), "len_mean": n_rollout / len(comps),
-               "len_max": max(lens), "trunc_frac": truncated.float().mean().item(),
-               "wf_frac": sum(s == "wf" for s in styles) / len(styles),
-               "acc_wf": (sum(float(correct[i]) for i, s in enumerate(styles) if s == "wf") / max(1, styles.count("wf"))),
-               "acc_sa": (sum(float(correct[i]) for i, s in enumerate(styles) if s == "sa") / max(1, styles.count("sa"))),
-               "trained_seqs": len(ids), "lr": lr, **{k: round(v, 6) for k, v in stats.items()},
-               "rollout_tok_s": round(n_rollout / max(t_roll, 1e-9), 1),
-               "train_tok_s": round(n_train / max(t_train, 1e-9), 1),
-               "step_time": round(time.time() - t0, 3)}
-        if args.device.startswith("cuda"):   # the peak so far: the "fits a 24 GB GPU" claim, measured
+        row = {"step": step + 1, **sample_metrics(judged, rewards, G), "len_mean": sum(lens) / len(lens),
+               "len_max": max(lens), "trained_seqs": len(ids), "lr": lr, **{k: round(v, 6) for k, v in stats.items()},
+               "rollout_tok_s": round(sum(lens) / max(t_roll, 1e-9), 1),
+               "train_tok_s": round(n_train / max(t_train, 1e-9), 1), "step_time": round(time.time() - t0, 3)}
+        if cuda:   # the peak so far: the "fits a 24 GB GPU" claim, measured
             row["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
         log(row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['len_mean']:.0f}", wf=f"{row['wf_frac']:.2f}",
-                        kl=f"{stats.get('kl_old', 0):.1e}", gn=f"{stats.get('grad_norm', 0):.2f}")
+                        gn=f"{stats.get('grad_norm', 0):.2f}")
         done = step + 1
         if val and (done % args.eval_every == 0 or done == args.steps):
-            evaluate(done)
-        if (args.save_every > 0 and done % args.save_every == 0) or done == args.steps:
+            held_out(done)
+        if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
-    if start >= args.steps:
-        print(f"rl: {args.out} is already at step {start} >= --steps {args.steps}; nothing to do")
-    if os.path.getsize(metrics_path):
-        rl_curves(stem + ".svg", [metrics_path])
-        print(f"rl: wrote {args.out}, {metrics_path}, {stem}.svg")
+    log_file.close()
+    stem = os.path.splitext(args.out)[0]
+    if os.path.getsize(args.metrics):
+        rl_curves(stem + ".svg", [args.metrics])
+        print(f"rl: wrote {args.out}, {args.metrics}, {stem}.svg")
 
 
 if __name__ == "__main__":

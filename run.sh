@@ -7,12 +7,14 @@
 #   bash run.sh [--preset smoke|tiny|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
 #               [--sinks N] [--layer-pattern S] [--wf-frac F] [--out runs/NAME] [--force]
 #
-# Without --preset: default when CUDA is available, tiny otherwise. Each stage skips work whose
-# finished output exists (training stages resume a partial one), unless --force.
+# Every setting comes from one row of the presets table (common.py); without --preset, default
+# when CUDA is available, tiny otherwise. --window and --wf-frac go to pretraining and flow from
+# there through every checkpoint's data record (convert, SFT, RL and eval read them there). Each
+# stage skips work whose finished output exists (training stages resume a partial one), unless --force.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-preset="" seed=0 window=128 sinks=0 pattern=S wf_frac=0.2 out="" force=0 rl_seeds=""
+preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" out="" force=0 rl_seeds=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset=$2; shift 2 ;;
@@ -24,56 +26,49 @@ while [ $# -gt 0 ]; do
     --rl-seeds) rl_seeds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
 done
 if [ -z "$preset" ]; then
-  if python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then preset=default; else preset=tiny; fi
+  preset=$(python3 -c "from common import default_preset; print(default_preset())")
   echo "no --preset given: using '$preset' ($( [ $preset = default ] && echo CUDA found || echo no CUDA))"
 fi
-case "$preset" in
-  # RL and evaluation sizes per preset (pretrain.py and sft.py have their own presets)
-  smoke)   rl="--steps 2 --prompts-per-step 2 --group-size 2 --max-new-tokens 48 --eval-every 0"
-           ev="--n 4 --k 2 --max-new-tokens 48" ;;
-  tiny)    rl="--steps 6 --prompts-per-step 4 --group-size 4 --max-new-tokens 160 --eval-every 0"
-           ev="--n 48 --k 2 --max-new-tokens 256" ;;
-  default) rl="--steps 15 --eval-every 5 --eval-n 64"
-           ev="--n 300 --k 2 --batch-size 600" ;;
-  *) echo "error: --preset must be smoke, tiny or default" >&2; exit 1 ;;
-esac
 out=${out:-runs/$preset}
 rl_seeds=${rl_seeds:-$seed}
 mkdir -p "$out"
 resume=$([ $force = 1 ] && echo "" || echo "--resume")
+data=()
+[ -n "$window" ] && data+=(--window "$window")
+[ -n "$wf_frac" ] && data+=(--window-friendly-frac "$wf_frac")
 say() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 start=$(date +%s)
 
 [ -f data/tokenizer.tiktoken ] || { say tokenizer; python3 -m data.tokenizer; }
 
 say "pretrain SA base"
-python3 pretrain.py --preset "$preset" --seed "$seed" --window-friendly-frac "$wf_frac" --out "$out/base.pt" $resume
+python3 pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
 say "SFT of the SA model"
-python3 sft.py --preset "$preset" --seed "$seed" --window-friendly-frac "$wf_frac" --init "$out/base.pt" --out "$out/sft_sa.pt" $resume
+python3 sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
 if [ $force = 1 ] || [ ! -f "$out/swa.pt" ]; then
-  say "convert to SWA (W=$window, pattern $pattern, sinks $sinks)"
-  python3 convert.py --init "$out/base.pt" --window "$window" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" | tee "$out/convert.json"
+  say "convert to SWA (the run's window, pattern $pattern, sinks $sinks)"
+  python3 convert.py --init "$out/base.pt" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" \
+    | tee "$out/convert.json"
 fi
 say "SFT of the SWA model"
-python3 sft.py --preset "$preset" --seed "$seed" --window-friendly-frac "$wf_frac" --init "$out/swa.pt" --out "$out/sft_swa.pt" $resume
+python3 sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
 
 ckpts=("$out/swa.pt" "$out/sft_sa.pt" "$out/sft_swa.pt")
 labels=(--label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT")
 for s in $rl_seeds; do
   for m in sa swa; do
     say "RL of the $m model (seed $s)"
-    r=$([ -f "$out/rl_${m}_s$s.pt" ] && echo "$resume" || echo "")
-    python3 rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $rl $r
+    python3 rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $resume
     ckpts+=("$out/rl_${m}_s$s.pt"); labels+=(--label "$(echo $m | tr a-z A-Z) + SFT + RL (seed $s)")
   done
 done
 
 say "evaluate"
-python3 eval.py --ckpt "${ckpts[@]}" "${labels[@]}" $ev --seed "$seed" --json "$out/results.json" --md "$out/results.md"
+python3 eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/results.json" --md "$out/results.md"
 python3 plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"

@@ -4,31 +4,27 @@ The checkpoint keeps its own attention: an SA base stays SA, a converted SWA mod
 
     python sft.py --init runs/default/base.pt --out runs/default/sft_sa.pt
     python sft.py --init runs/default/swa.pt  --out runs/default/sft_swa.pt   # same data and settings
+    python sft.py --init runs/default/swa.pt  --out wf_only.pt --window-friendly-frac 1   # data fit for the window
+    python sft.py --init runs/default/swa.pt  --out distilled.pt --data samples.jsonl     # a file of solutions
 
-Defaults (data, steps, hyperparameters, seed) do not depend on the checkpoint, so SA and SWA are
-fine-tuned identically unless you say otherwise. The loop is pretrain.py's train().
+Settings come from the presets table (the preset --init was made with) and the data record of
+--init (the generator knobs, the window among them), never from the attention of --init, so SA
+and SWA are fine-tuned identically unless you say otherwise. The loop is pretrain.py's train().
 
 Padding, not packing: each row is one example, right-padded to a fixed length. Packed rows would
 let full attention read the previous example, which generation never sees; the examples are of
-similar length (~500 tokens, p99 ~800), so padding wastes little, and a fixed length keeps
-torch.compile to one graph.
+similar length, so padding wastes little, and a fixed length keeps torch.compile to one graph.
 """
 import json
 import time
 
 import torch
 
-from cli import ArgumentParser
-from data.mathgen import DEFAULT_KNOBS
-from data.tokenizer import encode_example, load_tokenizer
+from common import ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta
+from data.tokenizer import encode_example
 from eval import evaluate
-from pretrain import add_train_args, batch_at, evaluate_loss, generate_problems, load_model, resolve_args, train
+from pretrain import add_train_args, batch_at, check_train_args, evaluate_loss, generate_problems, train
 
-PRESETS = {   # the same for SA and SWA (presets as in pretrain.py)
-    "smoke": dict(steps=2, batch_size=2, lr=1e-3, warmup=1, n_train=10, n_val=4, eval_every=0),
-    "tiny": dict(steps=20, batch_size=8, lr=1e-3, warmup=5, n_train=400, n_val=16, eval_every=0),
-    "default": dict(steps=200, batch_size=64, lr=5e-4, warmup=20, n_train=15000, n_val=256, eval_every=100),
-}
 DATA_SEED_OFFSET = 1000   # SFT problems come from a seed stream pretraining does not use
 
 
@@ -44,12 +40,25 @@ def sft_rows(enc, problems, max_len):
     m = torch.zeros(len(examples), T, dtype=torch.bool)
     for i, (ids, mask) in enumerate(examples):
         n = len(ids) - 1
-        x[i, :n], y[i, :n], m[i, :n] = torch.tensor(ids[:-1]), torch.tensor(ids[1:]), torch.tensor(mask[1:], dtype=torch.bool)
+        x[i, :n] = torch.tensor(ids[:-1])
+        y[i, :n] = torch.tensor(ids[1:])
+        m[i, :n] = torch.tensor(mask[1:], dtype=torch.bool)
     return x, y, m
 
 
+def read_solutions(path):
+    """A JSONL file of {"question", "solution"} records (distill.py writes them)."""
+    try:
+        rows = [json.loads(line) for line in open(path) if line.strip()]
+    except (OSError, ValueError) as e:
+        fail(f"--data: cannot read {path} ({e})")
+    if not rows or not all(isinstance(r, dict) and {"question", "solution"} <= set(r) for r in rows):
+        fail(f"--data: {path} needs one JSON object with 'question' and 'solution' per line")
+    return rows
+
+
 def greedy_accuracy(model, enc, problems):
-    """Greedy accuracy through eval.py (its grader, its generation settings)."""
+    """Greedy accuracy through eval.py (its one rule for "correct", its generation settings)."""
     return evaluate(model, enc, problems, greedy_only=True, batch_size=256, progress=False)["greedy_acc"]
 
 
@@ -57,36 +66,45 @@ def main():
     ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="default" if torch.cuda.is_available() else "tiny")
+    add_preset_arg(g)
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for loss and greedy accuracy")
-    g.add_argument("--window-friendly-frac", type=float, help="share of window-friendly solutions (default: as --init was trained)")
+    g.add_argument("--window-friendly-frac", type=float,
+                   help="share of window-friendly solutions (default: as --init was trained)")
+    g.add_argument("--data", help="train on this JSONL of question/solution records instead of generated ones")
     add_train_args(ap)
     args = ap.parse_args()
-    args = resolve_args(args, PRESETS[args.preset])
+    model, enc, init_meta = load(args.init)
+    args = check_train_args(apply_preset(args, "sft", init_meta))
     torch.manual_seed(args.seed)
-    enc = load_tokenizer()
-    model, init_meta = load_model(args.init, enc)
-    # the problems --init was trained on (pretrain.py's data knobs), unless told otherwise
-    knobs = {k: v for k, v in init_meta.get("data", {}).items() if k in DEFAULT_KNOBS}
+    knobs = data_knobs(init_meta)
     if args.window_friendly_frac is not None:
         knobs["window_friendly_frac"] = args.window_friendly_frac
-    rows = sft_rows(enc, generate_problems(args.n_train, "train", args.seed + DATA_SEED_OFFSET, knobs), model.config.max_seq_len)
-    val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
-    val = sft_rows(enc, val_problems, model.config.max_seq_len)
+    if args.data:
+        problems = read_solutions(args.data)
+    else:
+        problems = generate_problems(args.n_train, "train", args.seed + DATA_SEED_OFFSET, knobs)
+    try:
+        rows = sft_rows(enc, problems, model.config.max_seq_len)
+        val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
+        val = sft_rows(enc, val_problems, model.config.max_seq_len)
+    except ValueError as e:
+        fail(f"{args.init}: {e}")
     val_batches = [tuple(t[i:i + args.batch_size] for t in val) for i in range(0, val[0].shape[0], args.batch_size)]
     print(f"data: {rows[0].shape[0]} examples padded to {rows[0].shape[1]} tokens "
           f"({rows[2].float().mean():.0%} of positions in the loss); model: {model.config.describe()}")
-    meta = {**{k: v for k, v in init_meta.items() if k not in ("train_state", "step")},
-            "stage": "sft", "init": args.init,
-            "sft_data": {"generator": "mathgen", **knobs, "n_train": args.n_train, "seed": args.seed + DATA_SEED_OFFSET}}
+    meta = next_meta({**init_meta, "preset": args.preset, "data": knobs}, "sft", init=args.init,
+                     data_file=args.data, n_train=len(problems), seed=args.seed + DATA_SEED_OFFSET,
+                     steps=args.steps, lr=args.lr)
     t0 = time.time()
     last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
-    result = {**last, "wall_s": round(time.time() - t0, 1), "attention": model.config.describe(),
+    result = {**last, "stage": "sft_final", "wall_s": round(time.time() - t0, 1),
+              "attention": model.config.describe(),
               "val_loss": round(evaluate_loss(model, val_batches, args.device), 5),
-              "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems), "out": args.out}
+              "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems),
+              "out": args.out}
     with open(args.metrics, "a") as f:
-        f.write(json.dumps({**result, "stage": "sft_final"}) + "\n")
+        f.write(json.dumps(result) + "\n")
     print(json.dumps(result))
 
 
