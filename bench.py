@@ -11,8 +11,8 @@ rewritten after every row so an interrupted run keeps what it measured):
   attention  one attention call, forward and forward+backward: time, effective TFLOP/s and peak
              memory for SA causal (SDPA), SWA dense / tiled / flex (the model's code path) and a
              raw compiled flex_attention call with its own block mask.
-  decode     steady-state decoding speed of generate's loop (`model.decode`) from a cache already
-             holding `context` tokens, full vs sliding, and the KV cache it holds.
+  decode     steady-state decoding speed of generate's loop (model.py's `decode`) from a cache
+             already holding `context` tokens, full vs sliding, and the KV cache it holds.
   generate   `generate` end to end (prefill + decode), and the Hugging Face Llama baseline
              (same shapes, random weights) when `transformers` imports.
   training   tokens/s and MFU of the default model's training step (AdamW, bf16, compiled on GPU).
@@ -194,7 +194,8 @@ def bench_attention(report, device, quick):
             torch._dynamo.reset()   # compiled flex kernels of earlier shapes: no guards to walk past
         g = torch.Generator(device).manual_seed(T)
         q = torch.randn(B, H, T, D, device=device, dtype=dtype, generator=g).requires_grad_()
-        k, v = (torch.randn(B, Hkv, T, D, device=device, dtype=dtype, generator=g).requires_grad_() for _ in "kv")
+        k, v = (torch.randn(B, Hkv, T, D, device=device, dtype=dtype, generator=g).requires_grad_()
+                for _ in "kv")
         grad_out = torch.randn(B, H, T, D, device=device, dtype=dtype, generator=g)
         paths = [("SA causal (SDPA)", None,
                   lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))]
@@ -205,14 +206,16 @@ def bench_attention(report, device, quick):
                 ("SWA tiled", W, lambda q, k, v, W=W: M.tiled_attention(q, k, v, W)),
                 ("SWA flex (model path)", W, lambda q, k, v, W=W: M.flex_attention_fn(device)(
                     q, k, v, block_mask=M._flex_block_mask(T, W, 0, str(device)), enable_gqa=True)),
-                ("SWA flex (raw call)", W, lambda q, k, v, bm=bm: raw_flex(q, k, v, block_mask=bm, enable_gqa=True)),
+                ("SWA flex (raw call)", W,
+                 lambda q, k, v, bm=bm: raw_flex(q, k, v, block_mask=bm, enable_gqa=True)),
             ]
         for name, W, attn in paths:
             flops = 4 * B * H * D * visible_pairs(T, W)
             row = dict(path=name, B=B, H=H, Hkv=Hkv, D=D, T=T, W=W, dtype=str(dtype).split(".")[-1],
                        device=str(device))
             # CPU: the forward without autograd (FlexAttention refuses inputs that require grad there)
-            fwd = (lambda a=attn: a(q, k, v)) if cuda else (lambda a=attn: a(q.detach(), k.detach(), v.detach()))
+            fwd = ((lambda a=attn: a(q, k, v)) if cuda
+                   else (lambda a=attn: a(q.detach(), k.detach(), v.detach())))
             fwd_bwd = lambda a=attn: torch.autograd.grad(a(q, k, v), (q, k, v), grad_out)
             for mode, fn, mult in (("fwd", fwd, 1), ("fwd_bwd", fwd_bwd, 3)):
                 try:
@@ -230,11 +233,13 @@ def bench_attention(report, device, quick):
         free_memory(device)
     err = lambda mode: lambda r: r.get(f"{mode}_error")
     report.table("attention", [("path", "path"), ("T", "T"), ("W", "W"),
-                               ("fwd ms", "fwd_ms"), ("fwd TFLOP/s", "fwd_tflops"), ("fwd peak MiB", "fwd_peak_mib"),
+                               ("fwd ms", "fwd_ms"), ("fwd TFLOP/s", "fwd_tflops"),
+                               ("fwd peak MiB", "fwd_peak_mib"),
                                ("fwd+bwd ms", "fwd_bwd_ms"), ("fwd+bwd TFLOP/s", "fwd_bwd_tflops"),
                                ("fwd+bwd peak MiB", "fwd_bwd_peak_mib"), ("fwd error", err("fwd")),
                                ("bwd error", err("fwd_bwd"))],
-                 f"Attention alone: B={B}, H={H}, Hkv={Hkv}, head dim {D}, {str(dtype).split('.')[-1]}, {device_name(device)}")
+                 f"Attention alone: B={B}, H={H}, Hkv={Hkv}, head dim {D}, {str(dtype).split('.')[-1]}, "
+                 f"{device_name(device)}")
     attention_summary(report, max(Ts), max(Ws), Ts[-2] if len(Ts) > 1 else Ts[0])
 
 
@@ -243,15 +248,18 @@ def attention_summary(report, T_long, W_big, T_mem):
     rows = report.data["sections"].get("attention", [])
     pick = lambda path, T, W: next((r for r in rows if (r["path"], r["T"], r["W"]) == (path, T, W)), {})
     ratios = [pick("SWA flex (model path)", r["T"], r["W"]).get(f"{m}_ms", math.nan) / r[f"{m}_ms"]
-              for r in rows if r["path"] == "SWA flex (raw call)" for m in ("fwd", "fwd_bwd") if f"{m}_ms" in r]
+              for r in rows if r["path"] == "SWA flex (raw call)"
+              for m in ("fwd", "fwd_bwd") if f"{m}_ms" in r]
     sa, swa = pick("SA causal (SDPA)", T_long, None), pick("SWA flex (model path)", T_long, W_big)
     dense, tiled = pick("SWA dense", T_mem, W_big), pick("SWA tiled", T_mem, W_big)
     div = lambda a, b: a / b if a is not None and b else None
     summary = {
         "flex_model_over_raw_time_max": max(ratios) if ratios else None,
         f"sa_over_swa{W_big}_fwd_bwd_time_T{T_long}": div(sa.get("fwd_bwd_ms"), swa.get("fwd_bwd_ms")),
-        f"dense_over_tiled_fwd_peak_T{T_mem}_W{W_big}": div(dense.get("fwd_peak_mib"), tiled.get("fwd_peak_mib")),
-        f"dense_over_tiled_fwd_bwd_peak_T{T_mem}_W{W_big}": div(dense.get("fwd_bwd_peak_mib"), tiled.get("fwd_bwd_peak_mib")),
+        f"dense_over_tiled_fwd_peak_T{T_mem}_W{W_big}":
+            div(dense.get("fwd_peak_mib"), tiled.get("fwd_peak_mib")),
+        f"dense_over_tiled_fwd_bwd_peak_T{T_mem}_W{W_big}":
+            div(dense.get("fwd_bwd_peak_mib"), tiled.get("fwd_bwd_peak_mib")),
     }
     report.data["attention_summary"] = summary
     report.save()
@@ -267,23 +275,24 @@ def autocast(device):
 
 
 @torch.no_grad()
-def decode_rate(model, batch, context, device, n1, n2):
+def decode_rate(model, batch, context, device, n1, n2, cuda_graph):
     """Generated tokens/s of generate's decoding loop, from a cache already holding `context`
     tokens per row. Timing n1 and n2 steps and taking the difference removes the first step's
     warm-up and CUDA-graph capture, so this is the steady state (prefill is timed in `generate`)."""
     cfg = model.config
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    cache = M.KVCache(cfg, batch, context + n2, device, dtype)
+    lengths = torch.full((batch,), context, device=device)
+    cache = M.KVCache(cfg, lengths, context + n2, dtype)    # as if prompts of `context` tokens were prefilled
     for t in cache.k + cache.v:
-        t.normal_()                                 # the values do not matter, zeros might (METHOD.md)
-    cache.lengths = torch.full((batch,), context, device=device)
-    pos = torch.full((batch,), context, device=device)
+        # random values: the result does not matter, but GPUs multiply zeros faster than real data
+        # (fewer bits flip, less power, higher clocks), which would flatter the measurement
+        t.normal_()
     logits = torch.randn(batch, cfg.vocab_size, device=device)
     gen = torch.Generator(device).manual_seed(0)
 
     def run(n):
         with autocast(device):
-            M.decode(model, cache, logits, pos, n, temperature=1.0, generator=gen)
+            M.decode(model, cache, logits, lengths, n, temperature=1.0, generator=gen, cuda_graph=cuda_graph)
     run(n1)                                         # warm-up: allocator, cuBLAS, graph pools
     t1 = min(timed(lambda: run(n1), device) for _ in range(2))
     t2 = min(timed(lambda: run(n2), device) for _ in range(2))
@@ -311,20 +320,19 @@ def bench_decode(report, device, quick):
         models[label] = GPT(base(window=window, max_seq_len=max_len)).to(device).eval()
     configs = [(label, b, c, True) for label in models for b in batches for c in contexts]
     configs += [(label, big_batch, contexts[0], True) for label in models]
-    configs += [(label, b, contexts[0], False) for label in models for b in (1, big_batch)]   # without the CUDA graph
+    # and without the CUDA graph, to show what it saves
+    configs += [(label, b, contexts[0], False) for label in models for b in (1, big_batch)]
     if device.type != "cuda":
         configs = [c for c in configs if c[3]]      # the graph is CUDA-only
     for label, batch, context, graph in configs:
         row = dict(attention=label, batch=batch, context=context, cuda_graph=graph and device.type == "cuda",
                    steps=n2 - n1, device=str(device))
-        M.DECODE_CUDA_GRAPH = graph
         try:
-            tok_s, step_s, nbytes = decode_rate(models[label], batch, context, device, n1, n2)
+            tok_s, step_s, nbytes = decode_rate(models[label], batch, context, device, n1, n2, graph)
             row.update(tokens_per_s=tok_s, ms_per_step=step_s * 1e3, kv_cache_mib=mib(nbytes))
         except Exception as e:
             row["error"] = failure(e)
         finally:
-            M.DECODE_CUDA_GRAPH = True
             free_memory(device)
         report.add("decode", row)
         print(f"decode {row}", flush=True)
@@ -336,8 +344,9 @@ def bench_decode(report, device, quick):
             row["speedup_vs_full"] = row["tokens_per_s"] / same[0]["tokens_per_s"]
     report.save()
     report.table("decode", [("attention", "attention"), ("batch", "batch"), ("context", "context"),
-                            ("CUDA graph", "cuda_graph"), ("tokens/s", "tokens_per_s"), ("ms/step", "ms_per_step"),
-                            ("KV cache MiB", "kv_cache_mib"), ("SWA / full", "speedup_vs_full"), ("error", "error")],
+                            ("CUDA graph", "cuda_graph"), ("tokens/s", "tokens_per_s"),
+                            ("ms/step", "ms_per_step"), ("KV cache MiB", "kv_cache_mib"),
+                            ("SWA / full", "speedup_vs_full"), ("error", "error")],
                  f"Decoding (generate's loop, steady state, {n2 - n1} steps, sampling at T=1), "
                  f"{describe(base())} model, {device_name(device)}")
 
@@ -428,8 +437,9 @@ def bench_generate(report, device, quick, hf=True):
             row["x_best_hf"] = row["tokens_per_s"] / max(r["tokens_per_s"] for r in hf_rows)
     report.save()
     report.table("generate", [("implementation", "impl"), ("attention", "attention"), ("batch", "batch"),
-                              ("prompt", "prompt"), ("new tokens", "new_tokens"), ("tokens/s", "tokens_per_s"),
-                              ("seconds", "seconds"), ("x best HF", "x_best_hf"), ("error", "error")],
+                              ("prompt", "prompt"), ("new tokens", "new_tokens"),
+                              ("tokens/s", "tokens_per_s"), ("seconds", "seconds"),
+                              ("x best HF", "x_best_hf"), ("error", "error")],
                  f"generate end to end (prefill + decode, sampling at T=1), {describe(base())} model, "
                  f"{device_name(device)}")
 
@@ -443,13 +453,14 @@ def bench_training(report, device, quick):
     base = tiny_config if quick else default_config
     for window in (base().window, None):
         cfg = base(window=window, max_seq_len=T)
-        row = dict(model=describe(cfg), params=None, batch=B, seq_len=T, compiled=cuda, dtype="bf16" if cuda else "fp32",
-                   device=str(device))
+        row = dict(model=describe(cfg), params=None, batch=B, seq_len=T, compiled=cuda,
+                   dtype="bf16" if cuda else "fp32", device=str(device))
         try:
             torch.manual_seed(0)
             model = GPT(cfg).to(device)
             row["params"] = model.num_params()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=cuda)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
+                                    fused=cuda)
             fwd = torch.compile(model) if cuda else model
             x = torch.randint(cfg.vocab_size, (B, T + 1), device=device)
 
@@ -477,12 +488,14 @@ def bench_training(report, device, quick):
         free_memory(device)
         report.add("training", row)
         print(f"training {row}", flush=True)
-    report.table("training", [("model", "model"), ("params", "params"), ("batch x seq", lambda r: f"{r['batch']}x{r['seq_len']}"),
-                              ("compiled", "compiled"), ("ms/step", "ms_per_step"), ("tokens/s", "tokens_per_s"),
-                              ("TFLOP/s", "tflops"), ("MFU", lambda r: None if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"),
+    mfu = lambda r: None if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
+    report.table("training", [("model", "model"), ("params", "params"),
+                              ("batch x seq", lambda r: f"{r['batch']}x{r['seq_len']}"),
+                              ("compiled", "compiled"), ("ms/step", "ms_per_step"),
+                              ("tokens/s", "tokens_per_s"), ("TFLOP/s", "tflops"), ("MFU", mfu),
                               ("first step s", "first_step_s"), ("error", "error")],
-                 f"Training step (AdamW, grad clip, {'bf16 autocast, torch.compile' if cuda else 'fp32, eager'}), "
-                 f"{device_name(device)}")
+                 f"Training step (AdamW, grad clip, "
+                 f"{'bf16 autocast, torch.compile' if cuda else 'fp32, eager'}), {device_name(device)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -492,18 +505,23 @@ def describe(cfg):
 
 
 def device_name(device):
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()})"
 
 
-SECTIONS = {"attention": bench_attention, "decode": bench_decode, "generate": bench_generate, "training": bench_training}
+SECTIONS = {"attention": bench_attention, "decode": bench_decode, "generate": bench_generate,
+            "training": bench_training}
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CPU-sized version of everything (a smoke test)")
     ap.add_argument("--device", help="cuda or cpu (default: cuda if available; cpu with --quick)")
     ap.add_argument("--json", help="write every figure here (rewritten after each row)")
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {','.join(SECTIONS)}")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections of {','.join(SECTIONS)}")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face baseline")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]

@@ -6,15 +6,16 @@ cache, batched generation and checkpoint I/O. The whole model is in this file.
     model = GPT(GPTConfig(vocab_size=1024, window=128))
     completions, logprobs = generate(model, [[1, 2, 3]], max_new_tokens=32, temperature=0.0)
 
-Window convention (DESIGN.md): with `window = W`, query i sees key j iff 0 <= i - j < W (W keys,
-itself included; Hugging Face's `sliding_window`, FlashAttention's window_size=(W-1, 0)); with
+Window convention: with `window = W`, query i sees key j iff 0 <= i - j < W (W keys, itself
+included; Hugging Face's `sliding_window`, FlashAttention's window_size=(W-1, 0)); with
 `n_sink = S` the first S keys stay visible too. `window=None` is full causal attention.
 
 Sliding layers have three interchangeable attention paths with one semantics:
   dense  explicit (T, T) boolean mask into SDPA: the reference, obviously right, O(T^2) memory
   tiled  plain PyTorch: blocks of queries against only the keys they can see, O(T*W) memory
   flex   FlexAttention with a cached block mask (compiled on CUDA): the fast GPU path
-Full layers always use SDPA's causal kernel.
+Full layers always use SDPA's causal kernel. The path is how to compute, not what the model is, so
+it is no config field: `GPT(cfg, attn_impl="auto")` (flex on CUDA, tiled on CPU), `model.attn_impl`.
 """
 import math
 import os
@@ -38,7 +39,6 @@ class GPTConfig:
     window: int | None = None    # None = full attention everywhere
     layer_pattern: str = "S"     # repeated over depth when window is set: S = sliding, F = full
     n_sink: int = 0              # attention-sink tokens kept visible by sliding layers
-    attn_impl: str = "auto"      # dense | tiled | flex | auto (flex on CUDA, tiled on CPU)
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
 
@@ -47,15 +47,13 @@ class GPTConfig:
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"n_embd={self.n_embd} / n_head={self.n_head} must be an even integer head size")
+            raise ValueError(f"n_embd={self.n_embd} / n_head={self.n_head} is not an even head size")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}")
         if not self.layer_pattern or set(self.layer_pattern) - set("SF"):
-            raise ValueError(f"layer_pattern must be letters S (sliding) and F (full), got {self.layer_pattern!r}")
+            raise ValueError(f"layer_pattern takes S (sliding) and F (full) only, got {self.layer_pattern!r}")
         if self.n_sink < 0 or (self.window is not None and self.n_sink >= self.window):
-            raise ValueError(f"n_sink must be >= 0 and < window, got n_sink={self.n_sink}, window={self.window}")
-        if self.attn_impl not in ("dense", "tiled", "flex", "auto"):
-            raise ValueError(f"attn_impl must be dense, tiled, flex or auto, got {self.attn_impl!r}")
+            raise ValueError(f"n_sink must be >= 0 and < window, got {self.n_sink} with window={self.window}")
 
     @property
     def head_dim(self):
@@ -95,8 +93,7 @@ def tiled_attention(q, k, v, window, n_sink=0, block=None):
     Scores are (T, Bq + W - 1) per head instead of (T, T), so memory is O(T*W); no loop over
     the sequence (the key windows are strided views made by unfold)."""
     B, H, T, D = q.shape
-    Hkv = k.shape[1]
-    G = H // Hkv
+    Hkv, G = k.shape[1], H // k.shape[1]
     W = min(window, T)                       # a window longer than the sequence is causal attention
     S = n_sink if window < T else 0          # sinks only matter when some keys fall out of the window
     Bq = block or max(16, min(W, 128))
@@ -132,20 +129,21 @@ def _flex_block_mask(T, window, n_sink, device):
     return create_block_mask(mask_mod, None, None, T, T, device=device)
 
 
-_compiled_flex = None
-
-
 def flex_attention_fn(device):
     """FlexAttention is only fast compiled; on CPU the eager (reference) version is used."""
-    global _compiled_flex
     if torch.device(device).type != "cuda" or torch.compiler.is_compiling():
         return flex_attention       # (inside a compiled model, the model's compile covers it)
-    if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention, dynamic=False)
-    return _compiled_flex
+    return _compiled_flex()
+
+
+@lru_cache(maxsize=1)   # one compiled wrapper for the whole process
+def _compiled_flex():
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def resolve_impl(impl, device):
+    if impl not in ("dense", "tiled", "flex", "auto"):
+        raise ValueError(f"attn_impl must be dense, tiled, flex or auto, got {impl!r}")
     if impl == "auto":
         return "flex" if torch.device(device).type == "cuda" else "tiled"
     return impl
@@ -172,37 +170,41 @@ class Attention(nn.Module):
     def __init__(self, cfg, layer_idx):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
-        self.sliding = cfg.layer_kinds()[layer_idx] == "S"
+        self.kind = cfg.layer_kinds()[layer_idx]   # "S" sliding or "F" full
         D = cfg.head_dim
         self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * D, bias=False)
         self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
         self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
         self.o_proj = nn.Linear(cfg.n_head * D, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, block_mask=None, cache=None, pos=None):
+    def forward(self, x, cos, sin, impl, mask=None, cache=None, pos=None):
+        """x (B, T, C) -> (B, T, C). impl: "dense", "tiled" or "flex" over whole sequences (a prefill
+        also stores their keys/values in `cache`), or "cache": one decoding step, row r's token at pos[r]
+        against the cache. mask: shared by all layers of a call (flex's block mask or the visible slots)."""
         B, T, _ = x.shape
         cfg, D = self.cfg, self.cfg.head_dim
         q = self.q_proj(x).view(B, T, cfg.n_head, D).transpose(1, 2)
         k = self.k_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
         v = self.v_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
-        if pos is not None:                                        # one decoding step
-            y = cache.decode(self.layer_idx, q, k, v, pos)
+        if impl == "cache":
+            k, v = cache.update(self.layer_idx, k, v, pos)          # every slot of this layer
+            # one query per row: a grouped matmul beats SDPA's general kernels here
+            qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
+            scores = (qg @ k.transpose(-1, -2)).to(torch.promote_types(q.dtype, torch.float32)) / math.sqrt(D)
+            scores = scores.masked_fill(~mask[self.kind], float("-inf"))   # (B, Hkv, G, slots)
+            y = (torch.softmax(scores, dim=-1).to(v.dtype) @ v).view(B, cfg.n_head, 1, D)
         else:
-            if cache is not None:                                  # prefill
+            if cache is not None:
                 cache.fill(self.layer_idx, k, v)
-            if not self.sliding:
+            if self.kind == "F":
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            elif impl == "dense":
+                y = dense_attention(q, k, v, cfg.window, cfg.n_sink)
+            elif impl == "tiled":
+                y = tiled_attention(q, k, v, cfg.window, cfg.n_sink)
             else:
-                impl = resolve_impl(cfg.attn_impl, x.device)
-                if impl == "flex" and cache is not None:
-                    impl = "tiled"   # prefill lengths change every batch: compiled flex would recompile each time
-                if impl == "dense":
-                    y = dense_attention(q, k, v, cfg.window, cfg.n_sink)
-                elif impl == "tiled":
-                    y = tiled_attention(q, k, v, cfg.window, cfg.n_sink)
-                else:
-                    y = flex_attention_fn(x.device)(q, k, v, block_mask=block_mask, enable_gqa=True)
+                y = flex_attention_fn(x.device)(q, k, v, block_mask=mask, enable_gqa=True)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -236,15 +238,16 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, block_mask=None, cache=None, pos=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, block_mask, cache, pos)
+    def forward(self, x, cos, sin, impl, mask=None, cache=None, pos=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, impl, mask, cache, pos)
         return x + self.mlp(self.mlp_norm(x))
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, attn_impl="auto"):
         super().__init__()
-        self.config = cfg
+        resolve_impl(attn_impl, "cpu")   # a wrong name fails here rather than at the first forward
+        self.config, self.attn_impl = cfg, attn_impl   # how sliding layers attend; callers may change it
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
@@ -265,25 +268,38 @@ class GPT(nn.Module):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, idx, cache=None, pos=None):
-        """idx (B, T) -> logits (B, T, vocab). With a cache: prefill (pos=None, positions 0..T-1)
-        or one decoding step (idx (B, 1), pos (B,) the position of each row's token)."""
-        B, T = idx.shape
-        if pos is None:
-            if T > self.config.max_seq_len:
-                raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
-        else:
-            cos, sin = self.rope_cos[pos][:, None, None], self.rope_sin[pos][:, None, None]
-            cache.set_masks(pos)
-        block_mask = None
-        cfg = self.config
-        if cache is None and "S" in cfg.layer_kinds() and resolve_impl(cfg.attn_impl, idx.device) == "flex":
-            block_mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device))  # shared by all layers
+    def forward(self, idx):
+        """idx (B, T) -> logits (B, T, vocab): every position at once, as in training."""
+        return self.lm_head(self.norm(self._sequence(idx, resolve_impl(self.attn_impl, idx.device))))
+
+    def prefill(self, idx, cache):
+        """Right-padded prompts idx (B, T) -> logits (B, vocab) after each row's last prompt token
+        (cache.lengths), storing every layer's keys/values in `cache`."""
+        impl = resolve_impl(self.attn_impl, idx.device)
+        impl = "tiled" if impl == "flex" else impl   # compiled flex would recompile for every prompt length
+        x = self._sequence(idx, impl, cache)[torch.arange(idx.shape[0], device=idx.device), cache.lengths - 1]
+        return self.lm_head(self.norm(x))
+
+    def _sequence(self, idx, impl, cache=None):
+        """The blocks over whole sequences at positions 0..T-1 -> hidden states (B, T, C)."""
+        T, cfg = idx.shape[1], self.config
+        if T > cfg.max_seq_len:
+            raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={cfg.max_seq_len}")
+        flex = impl == "flex" and "S" in cfg.layer_kinds()    # one block mask, shared by all layers
+        mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device)) if flex else None
         x = self.tok_emb(idx)
         for block in self.layers:
-            x = block(x, cos, sin, block_mask, cache, pos)
-        return self.lm_head(self.norm(x))
+            x = block(x, self.rope_cos[:T], self.rope_sin[:T], impl, mask, cache)
+        return x
+
+    def decode_step(self, tok, pos, cache):
+        """tok (B,), each row's next token, at positions pos (B,) -> logits (B, vocab), writing the
+        cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (DecodeStep)."""
+        cos, sin = self.rope_cos[pos][:, None, None], self.rope_sin[pos][:, None, None]
+        x, visible = self.tok_emb(tok)[:, None], cache.visible(pos)   # visibility: once for all layers
+        for block in self.layers:
+            x = block(x, cos, sin, "cache", visible, cache, pos)
+        return self.lm_head(self.norm(x))[:, 0]
 
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
@@ -293,24 +309,20 @@ class GPT(nn.Module):
 # KV cache and generation
 
 class KVCache:
-    """Preallocated keys/values (after RoPE) for a batch of B rows, right-padded prompts.
+    """Preallocated keys/values (after RoPE) of a batch of right-padded prompts of `lengths` (B,)
+    tokens. It only stores and returns them; attention is computed in `Attention`.
 
     Full layers keep every position: slot = position. Sliding layers keep S sink slots followed by
     a ring of R = min(W, max_len) slots, slot = S + position % R, so decoding memory does not grow
     with the generation's length. Each row has its own position; masks hide empty slots."""
 
-    def __init__(self, cfg, batch, max_len, device, dtype):
-        self.cfg, self.max_len = cfg, max_len
+    def __init__(self, cfg, lengths, max_len, dtype):
+        self.cfg, self.lengths, self.max_len = cfg, lengths, max_len
         self.ring = min(cfg.window, max_len) if cfg.window else max_len
         self.sinks = cfg.n_sink if cfg.window else 0
-        shape = lambda n: (batch, cfg.n_kv_head, n, cfg.head_dim)
-        self.k, self.v = [], []
-        for kind in cfg.layer_kinds():
-            n = max_len if kind == "F" else self.sinks + self.ring
-            self.k.append(torch.zeros(shape(n), device=device, dtype=dtype))
-            self.v.append(torch.zeros(shape(n), device=device, dtype=dtype))
-        self.lengths = None    # (B,) prompt lengths, set before prefill
-        self.masks = None
+        slots = [max_len if kind == "F" else self.sinks + self.ring for kind in cfg.layer_kinds()]
+        zeros = lambda n: lengths.new_zeros(len(lengths), cfg.n_kv_head, n, cfg.head_dim, dtype=dtype)
+        self.k, self.v = [zeros(n) for n in slots], [zeros(n) for n in slots]
 
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
@@ -333,21 +345,8 @@ class KVCache:
         self.k[layer][:, :, S:] = k.gather(2, idx)
         self.v[layer][:, :, S:] = v.gather(2, idx)
 
-    def set_masks(self, pos):
-        """Which slots each row's query at `pos` may see, per layer kind: (B, 1, 1, slots)."""
-        dev = pos.device
-        full = torch.arange(self.max_len, device=dev) <= pos[:, None]
-        S, R = self.sinks, self.ring
-        ring_pos = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R
-        sliding = ring_pos >= 0
-        if S:
-            sink = torch.arange(S, device=dev)
-            sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)
-            sliding = torch.cat([sink_visible, sliding], dim=1)
-        self.masks = {"F": full[:, None, None], "S": sliding[:, None, None]}
-
-    def decode(self, layer, q, k, v, pos):
-        """Write one token's k/v per row at its own position, then attend over the cache."""
+    def update(self, layer, k, v, pos):
+        """Decoding: write each row's k/v (B, Hkv, 1, D) at its position, in place; -> all slots."""
         kind = self.cfg.layer_kinds()[layer]
         K, V = self.k[layer], self.v[layer]
         S, R = self.sinks, self.ring
@@ -360,21 +359,27 @@ class KVCache:
             sink_slot = expand(pos.clamp(max=S - 1))
             K.scatter_(2, sink_slot, torch.where(is_sink, k, K.gather(2, sink_slot)))
             V.scatter_(2, sink_slot, torch.where(is_sink, v, V.gather(2, sink_slot)))
-        # one query per row: a grouped matmul beats SDPA's general kernels here
-        B, H, _, D = q.shape
-        qg = q.view(B, K.shape[1], H // K.shape[1], D)
-        scores = (qg @ K.transpose(-1, -2)).to(torch.promote_types(q.dtype, torch.float32)) / math.sqrt(D)          # (B, Hkv, G, slots)
-        scores = scores.masked_fill(~self.masks[kind], float("-inf"))
-        y = torch.softmax(scores, dim=-1).to(V.dtype) @ V                     # (B, Hkv, G, D)
-        return y.view(B, H, 1, D)
+        return K, V
+
+    def visible(self, pos):
+        """Which slots each row's query at `pos` may see, per layer kind: (B, 1, 1, slots)."""
+        dev = pos.device
+        full = torch.arange(self.max_len, device=dev) <= pos[:, None]
+        S, R = self.sinks, self.ring
+        ring_pos = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R
+        sliding = ring_pos >= 0
+        if S:
+            sink = torch.arange(S, device=dev)
+            sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)
+            sliding = torch.cat([sink_visible, sliding], dim=1)
+        return {"F": full[:, None, None], "S": sliding[:, None, None]}
 
 
 def kv_cache_bytes(cfg, seq_len, batch=1, dtype_bytes=2):
     """Bytes of KV cache that `generate` holds for `batch` sequences of `seq_len` tokens."""
-    per_slot = 2 * cfg.n_kv_head * cfg.head_dim * dtype_bytes
     sinks = cfg.n_sink if cfg.window else 0
     slots = sum(seq_len if kind == "F" else sinks + min(cfg.window, seq_len) for kind in cfg.layer_kinds())
-    return batch * slots * per_slot
+    return batch * slots * 2 * cfg.n_kv_head * cfg.head_dim * dtype_bytes   # 2: keys and values
 
 
 def sample_next(logits, temperature, top_k, generator):
@@ -395,9 +400,6 @@ def sample_next(logits, temperature, top_k, generator):
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
-DECODE_CUDA_GRAPH = True   # on CUDA, replay each decoding step as a CUDA graph (bench.py turns it off to compare)
-
-
 class DecodeStep:
     """One decoding step, (B,) tokens at (B,) positions -> (B, vocab) logits, writing the cache.
 
@@ -407,17 +409,17 @@ class DecodeStep:
     static input buffers; every later step copies its inputs in and replays the graph. The cache
     is preallocated and updated in place, so the graph's addresses stay valid for the whole call."""
 
-    def __init__(self, model, cache, batch, device):
+    def __init__(self, model, cache, batch, device, cuda_graph=True):
         self.model, self.cache, self.graph = model, cache, None
-        self.use_graph = device.type == "cuda" and DECODE_CUDA_GRAPH
-        self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.use_graph = cuda_graph and device.type == "cuda"
+        self.tok = torch.zeros(batch, dtype=torch.long, device=device)
         self.pos = torch.zeros(batch, dtype=torch.long, device=device)
 
     def run(self):
-        return self.model(self.tok, cache=self.cache, pos=self.pos)[:, 0]
+        return self.model.decode_step(self.tok, self.pos, self.cache)
 
     def __call__(self, tok, pos):
-        self.tok.copy_(tok[:, None])
+        self.tok.copy_(tok)
         self.pos.copy_(pos)
         if not self.use_graph:
             return self.run()
@@ -435,12 +437,13 @@ class DecodeStep:
         return self.logits                      # overwritten by the next replay
 
 
-def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None):
+def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
+           cuda_graph=True):
     """The decoding loop of `generate`, after the prefill: sample a token from `logits` (B, vocab),
     feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
     and each row's length (up to and including its eos). bench.py times this loop directly."""
     B, device = logits.shape[0], logits.device
-    step = DecodeStep(model, cache, B, device)
+    step = DecodeStep(model, cache, B, device, cuda_graph)
     pos = pos.clone()
     tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
     logps = torch.zeros(B, steps, device=device)
@@ -463,13 +466,14 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
 
 
 @torch.no_grad()
-def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None,
+             cuda_graph=True):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).
 
     Returns (completions, logprobs): per row the new tokens (eos included if produced; a row stops
-    at its own eos) and the log-probability of each under the distribution it was sampled from."""
-    cfg = model.config
-    device = model.lm_head.weight.device
+    at its own eos) and the log-probability of each under the distribution it was sampled from.
+    cuda_graph: on CUDA, replay each decoding step as a CUDA graph (see DecodeStep)."""
+    cfg, device = model.config, model.lm_head.weight.device
     lens = [len(p) for p in prompts]
     if not prompts or min(lens) < 1:
         raise ValueError("generate needs at least one prompt, each of at least one token")
@@ -477,26 +481,21 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id
         raise ValueError(f"prompt of {max(lens)} tokens + {max_new_tokens} new tokens exceeds "
                          f"the model's max_seq_len={cfg.max_seq_len}")
     B, P, N = len(prompts), max(lens), max_new_tokens
-    idx = torch.zeros(B, P, dtype=torch.long)
-    for r, p in enumerate(prompts):
-        idx[r, :len(p)] = torch.tensor(p)
-    idx = idx.to(device)
+    idx = torch.tensor([list(p) + [0] * (P - len(p)) for p in prompts], device=device)   # right-padded
     lengths = torch.tensor(lens, device=device)
     cuda = device.type == "cuda"
-    cache = KVCache(cfg, B, P + N, device, torch.bfloat16 if cuda else model.lm_head.weight.dtype)
-    cache.lengths = lengths
-    generator = torch.Generator(device)
-    generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
+    cache = KVCache(cfg, lengths, P + N, torch.bfloat16 if cuda else model.lm_head.weight.dtype)
+    generator = torch.Generator(device).manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
     was_training = model.training
     model.eval()
     # no autocast weight cache: the decoding CUDA graph casts the weights itself rather than
     # reading copies that were cast outside it and that autocast frees when its context ends
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
-        logits = model(idx, cache=cache)[torch.arange(B, device=device), lengths - 1]
-        tokens, logps, n_out = decode(model, cache, logits, lengths, N, temperature, top_k, eos_id, generator)
+        logits = model.prefill(idx, cache)
+        tokens, logps, n_out = decode(model, cache, logits, lengths, N, temperature, top_k, eos_id, generator,
+                                      cuda_graph)
     model.train(was_training)
-    n_out = n_out.tolist()
-    tokens, logps = tokens.tolist(), logps.tolist()
+    n_out, tokens, logps = n_out.tolist(), tokens.tolist(), logps.tolist()
     return [tokens[r][:n_out[r]] for r in range(B)], [logps[r][:n_out[r]] for r in range(B)]
 
 
@@ -522,7 +521,7 @@ def save_checkpoint(path, model, **meta):
 
 
 class CheckpointError(ValueError):
-    pass
+    """A file that is no readable swarr checkpoint, or whose weights do not fit its config."""
 
 
 def read_checkpoint(path):
@@ -538,13 +537,14 @@ def read_checkpoint(path):
     return obj
 
 
-def load_checkpoint(path, device="cpu", **overrides):
-    """-> (model, meta). `overrides` change config fields (e.g. attn_impl) before the model is built."""
+def load_checkpoint(path, device="cpu", attn_impl="auto"):
+    """-> (model, meta), the model attending with `attn_impl`. Config keys this version does not
+    know are ignored: older checkpoints saved attn_impl, which is chosen here now."""
+    resolve_impl(attn_impl, device)   # a wrong name is the caller's mistake, not the checkpoint's
     obj = read_checkpoint(path)
     known = {f.name for f in fields(GPTConfig)}
     try:
-        cfg = GPTConfig(**{k: v for k, v in {**obj["config"], **overrides}.items() if k in known})
-        model = GPT(cfg)
+        model = GPT(GPTConfig(**{k: v for k, v in obj["config"].items() if k in known}), attn_impl)
         model.load_state_dict(obj["model"])
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

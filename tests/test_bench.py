@@ -5,7 +5,6 @@ import pytest
 import torch
 
 import bench
-import model as M
 from model import GPT, GPTConfig, generate
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -20,23 +19,26 @@ def test_quick_bench_runs_every_section(tmp_path):
     assert set(sections) >= {"attention", "decode", "generate", "training"}
 
     attn = sections["attention"]
-    for path in ("SA causal (SDPA)", "SWA dense", "SWA tiled", "SWA flex (model path)", "SWA flex (raw call)"):
+    for path in ("SA causal (SDPA)", "SWA dense", "SWA tiled", "SWA flex (model path)",
+                 "SWA flex (raw call)"):
         rows = [r for r in attn if r["path"] == path]
         assert rows and all(r["fwd_ms"] > 0 and r["fwd_tflops"] > 0 for r in rows), path
-    assert all(r["fwd_bwd_ms"] > 0 for r in attn if not r["path"].startswith("SWA flex"))   # flex: no CPU backward
+    # flex: no CPU backward
+    assert all(r["fwd_bwd_ms"] > 0 for r in attn if not r["path"].startswith("SWA flex"))
 
     decode = [r for r in sections["decode"] if "error" not in r]
     assert len(decode) == len(sections["decode"]) and all(r["tokens_per_s"] > 0 for r in decode)
     for batch in {r["batch"] for r in decode}:
-        sliding = {r["context"]: r["kv_cache_mib"] for r in decode if r["batch"] == batch and r["attention"] != "full"}
-        full = {r["context"]: r["kv_cache_mib"] for r in decode if r["batch"] == batch and r["attention"] == "full"}
+        rows = [r for r in decode if r["batch"] == batch]
+        sliding = {r["context"]: r["kv_cache_mib"] for r in rows if r["attention"] != "full"}
+        full = {r["context"]: r["kv_cache_mib"] for r in rows if r["attention"] == "full"}
         assert len(set(sliding.values())) == 1                  # the ring buffer: flat in the context
         if len(full) > 1:
             assert full[max(full)] > 2 * full[min(full)]         # full layers grow with it
 
     ours = [r for r in sections["generate"] if r["impl"].startswith("swarr")]
     assert ours and all(r["tokens_per_s"] > 0 for r in ours)
-    assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in sections["training"])   # no MFU on CPU
+    assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in sections["training"])  # no MFU on CPU
 
 
 def test_bench_refuses_unknown_sections():
@@ -56,24 +58,19 @@ def test_cuda_graph_decoding_equals_eager_decoding(window, sinks):
     prompts = [[3, 1, 4, 1, 5, 9, 2, 6], [2, 7], list(range(1, 21))]   # 20 > W
     runs = []
     for graph in (True, False):
-        M.DECODE_CUDA_GRAPH = graph
-        try:
-            runs.append(generate(model, prompts, 60, temperature=0.8, seed=5))
-            free = generate(model, prompts, 60, temperature=0.0)
-            eos = free[0][0][10]
-            runs.append(generate(model, prompts, 60, temperature=0.0, eos_id=eos))
-        finally:
-            M.DECODE_CUDA_GRAPH = True
+        runs.append(generate(model, prompts, 60, temperature=0.8, seed=5, cuda_graph=graph))
+        free = generate(model, prompts, 60, temperature=0.0, cuda_graph=graph)
+        eos = free[0][0][10]
+        runs.append(generate(model, prompts, 60, temperature=0.0, eos_id=eos, cuda_graph=graph))
     for graphed, eager in ((runs[0], runs[2]), (runs[1], runs[3])):
         assert graphed[0] == eager[0]                                  # the same tokens
         for a, b in zip(graphed[1], eager[1]):
             assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5)
     assert len(runs[1][0][0]) <= 11
     outs, lps = runs[0]
-    dense = GPT(GPTConfig(**{**M.asdict(cfg), "attn_impl": "dense"})).cuda()   # no flex compile per length
-    dense.load_state_dict(model.state_dict())
+    model.attn_impl = "dense"                                          # no flex compile per length
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         for p, out, lp in zip(prompts, outs, lps):
-            logits = dense(torch.tensor([p + out], device="cuda"))[0, len(p) - 1:-1].float() / 0.8
+            logits = model(torch.tensor([p + out], device="cuda"))[0, len(p) - 1:-1].float() / 0.8
             ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(out, device="cuda")[:, None])[:, 0]
             assert (torch.tensor(lp, device="cuda") - ref).abs().max() < 0.1

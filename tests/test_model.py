@@ -5,13 +5,14 @@ import torch
 import torch.nn.functional as F
 
 import model as M
-from model import GPT, GPTConfig, generate, kv_cache_bytes, load_checkpoint, save_checkpoint
+from model import GPT, GPTConfig, generate, kv_cache_bytes, load_checkpoint, read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 
 def naive_sliding_attention(q, k, v, window, n_sink):
-    """A loop over queries: the window convention written out literally (the reference of references)."""
+    """A loop over queries: the window convention written out literally (the reference of
+    references)."""
     B, H, T, D = q.shape
     G = H // k.shape[1]
     out = torch.zeros_like(q)
@@ -50,10 +51,12 @@ def test_tiled_and_flex_equal_dense(W, S):
         ref = M.dense_attention(q, k, v, W, S)
         assert rel_err(M.tiled_attention(q, k, v, W, S), ref) < 1e-5, (T, W, S)
         bm = M._flex_block_mask(T, W, S, "cpu")
-        assert rel_err(M.flex_attention_fn("cpu")(q, k, v, block_mask=bm, enable_gqa=True), ref) < 1e-5, (T, W, S)
+        flex = M.flex_attention_fn("cpu")(q, k, v, block_mask=bm, enable_gqa=True)
+        assert rel_err(flex, ref) < 1e-5, (T, W, S)
 
 
-@pytest.mark.parametrize("T,W,S", [(1, 4, 0), (7, 4, 0), (16, 16, 4), (17, 16, 4), (69, 16, 0), (300, 64, 4), (50, 1, 0)])
+@pytest.mark.parametrize("T,W,S", [(1, 4, 0), (7, 4, 0), (16, 16, 4), (17, 16, 4), (69, 16, 0), (300, 64, 4),
+                                   (50, 1, 0)])
 def test_tiled_backward_equals_dense(T, W, S):
     grads = []
     for attn in (M.dense_attention, M.tiled_attention):
@@ -68,7 +71,8 @@ def test_tiled_backward_equals_dense(T, W, S):
 def test_tiled_never_builds_a_TxT_tensor(monkeypatch):
     seen = []
     real_einsum = torch.einsum
-    monkeypatch.setattr(torch, "einsum", lambda eq, *ops: seen.append(real_einsum(eq, *ops).numel()) or real_einsum(eq, *ops))
+    monkeypatch.setattr(torch, "einsum",
+                        lambda eq, *ops: seen.append(real_einsum(eq, *ops).numel()) or real_einsum(eq, *ops))
     T, W = 1024, 16
     q, k, v = qkv(T, H=2, Hkv=2, D=4)
     M.tiled_attention(q, k, v, W, 2)
@@ -78,8 +82,8 @@ def test_tiled_never_builds_a_TxT_tensor(monkeypatch):
 def tiny(window=None, pattern="S", sinks=0, impl="tiled", n_layer=2, max_seq_len=512, seed=0, **kw):
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=97, n_layer=n_layer, n_head=4, n_kv_head=2, n_embd=32, max_seq_len=max_seq_len,
-                    window=window, layer_pattern=pattern, n_sink=sinks, attn_impl=impl, **kw)
-    model = GPT(cfg).double().eval()
+                    window=window, layer_pattern=pattern, n_sink=sinks, **kw)
+    model = GPT(cfg, attn_impl=impl).double().eval()
     with torch.no_grad():   # larger weights than the init gives: peaked logits, no near-ties in argmax
         for p in model.parameters():
             if p.dim() == 2:
@@ -87,9 +91,9 @@ def tiny(window=None, pattern="S", sinks=0, impl="tiled", n_layer=2, max_seq_len
     return model
 
 
-def same_weights(model, **changes):
+def same_weights(model, attn_impl="tiled", **changes):
     cfg = GPTConfig(**{**M.asdict(model.config), **changes})
-    other = GPT(cfg).double().eval()
+    other = GPT(cfg, attn_impl).double().eval()
     other.load_state_dict(model.state_dict())
     return other
 
@@ -102,7 +106,8 @@ def test_model_paths_agree_with_mixed_layer_patterns(pattern, sinks):
     with torch.no_grad():   # FlexAttention has no backward on CPU
         ref = model(idx)
         for impl in ("tiled", "flex"):
-            assert rel_err(same_weights(model, attn_impl=impl)(idx), ref) < 1e-5
+            model.attn_impl = impl                      # a run-time choice: same model, another path
+            assert rel_err(model(idx), ref) < 1e-5
 
 
 @pytest.mark.parametrize("W,sinks", [(1, 0), (5, 0), (5, 2)])
@@ -136,7 +141,7 @@ def test_sliding_equals_full_when_sequence_fits_the_window():
     full = tiny(window=None)
     idx = torch.randint(0, 97, (3, 16))
     for impl in ("dense", "tiled", "flex"):
-        sliding = same_weights(full, window=16, attn_impl=impl)
+        sliding = same_weights(full, impl, window=16)
         with torch.no_grad():
             assert rel_err(sliding(idx), full(idx)) < 1e-10
 
@@ -157,11 +162,22 @@ def test_greedy_generate_equals_recomputation(window, pattern, sinks):
     model = tiny(window=window, pattern=pattern, sinks=sinks, n_layer=2)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (1, 3, 13, 9)]   # 13 > W
-    n_new = 40                                                                       # many windows
+    n_new = 40                                                                          # many windows
     outs, _ = generate(model, prompts, n_new, temperature=0.0)
     for p, out in zip(prompts, outs):
         assert out == greedy_by_recomputation(model, p, n_new)
         assert generate(model, [p], n_new, temperature=0.0)[0][0] == out   # batched == alone
+
+
+def test_generate_is_the_same_on_every_attention_path():
+    model = tiny(window=5, pattern="SF", sinks=1)
+    prompts = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [9]]      # 11 > W: the prefill's sliding path matters
+    outs, lps = generate(model, prompts, 12, temperature=0.0)
+    for impl in ("dense", "flex", "auto"):                    # flex prefills through tiled
+        model.attn_impl = impl
+        outs_i, lps_i = generate(model, prompts, 12, temperature=0.0)
+        assert outs_i == outs
+        assert torch.allclose(torch.tensor(sum(lps_i, [])), torch.tensor(sum(lps, [])), atol=1e-9)
 
 
 def test_rows_stop_at_their_own_eos():
@@ -249,21 +265,55 @@ def test_checkpoint_bad_inputs(tmp_path):
         load_checkpoint(str(other))
     good = tmp_path / "good.pt"
     save_checkpoint(str(good), tiny(window=6).float())
+    obj = torch.load(str(good), weights_only=True)
+    obj["config"]["n_embd"] = 64                                 # a config its weights do not fit
+    torch.save(obj, str(tmp_path / "bad.pt"))
     with pytest.raises(ValueError, match="do not fit"):
-        load_checkpoint(str(good), n_embd=64)
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    with pytest.raises(ValueError, match="attn_impl"):
+        load_checkpoint(str(good), attn_impl="fast")
+
+
+def test_attn_impl_is_chosen_at_load_time_not_saved(tmp_path):
+    model = tiny(window=6, sinks=1, impl="dense").float()
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, model)
+    assert "attn_impl" not in read_checkpoint(path)["config"]
+    assert load_checkpoint(path)[0].attn_impl == "auto"
+    assert load_checkpoint(path, attn_impl="tiled")[0].attn_impl == "tiled"
+
+
+def test_old_checkpoint_with_attn_impl_in_its_config_loads(tmp_path):
+    model = tiny(window=6, pattern="SF", sinks=1).float()
+    path = str(tmp_path / "old.pt")
+    save_checkpoint(path, model, step=5)
+    obj = torch.load(path, weights_only=True)
+    obj["config"]["attn_impl"] = "dense"                         # what checkpoints used to save
+    torch.save(obj, path)
+    loaded, meta = load_checkpoint(path)
+    assert loaded.config == model.config and meta["step"] == 5 and loaded.attn_impl == "auto"
+    idx = torch.randint(0, 97, (1, 20))
+    assert torch.equal(loaded(idx), model(idx))
 
 
 def test_config_refuses_nonsense():
     for bad in (dict(window=0), dict(window=8, layer_pattern="SX"), dict(window=4, n_sink=4),
-                dict(attn_impl="fast"), dict(n_head=4, n_kv_head=3)):
+                dict(n_head=4, n_kv_head=3)):
         with pytest.raises(ValueError):
             GPTConfig(**bad)
+    with pytest.raises(ValueError, match="attn_impl"):
+        GPT(GPTConfig(), attn_impl="fast")
+    model = tiny(window=4)
+    model.attn_impl = "fast"                                     # set at run time: refused at the forward
+    with pytest.raises(ValueError, match="attn_impl"):
+        model(torch.zeros(1, 3, dtype=torch.long))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flex_equals_dense_bf16_cuda():
     for T, W, S in [(300, 64, 0), (1000, 128, 4), (4096, 512, 0), (777, 16, 4)]:
-        q, k, v = (t.cuda().to(torch.bfloat16).requires_grad_() for t in qkv(T, H=8, Hkv=2, D=64, seed=T))
+        q, k, v = (t.cuda().to(torch.bfloat16).requires_grad_()
+                   for t in qkv(T, H=8, Hkv=2, D=64, seed=T))
         bm = M._flex_block_mask(T, W, S, "cuda:0")
         outs, grads = [], []
         for fn in (lambda: M.dense_attention(q, k, v, W, S),
