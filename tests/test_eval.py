@@ -120,3 +120,22 @@ def test_metrics_with_a_scripted_generator(monkeypatch):
     assert res["dep_n"] > 0 and res["dep_mean"] > 0 and res["dep_window"] == 64
     sol_lens = [len(enc.encode_ordinary(p["solution"])) + 1 for p in problems]
     assert res["len_mean"] == sum(sol_lens) / 4
+
+
+def test_a_cut_off_trace_is_wrong_whatever_its_last_number(monkeypatch):
+    """The one rule for "correct": a completion that never produced the end token is wrong, even
+    when the last number it wrote is the gold answer (eval once graded it by that number)."""
+    import model as M
+    enc = load_tokenizer()
+    cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=2048)
+    problems = make_problems(3, split="test", seed=4)
+    from data.tokenizer import encode_prompt
+    gold = {tuple(encode_prompt(enc, p["question"])): p["answer"] for p in problems}
+
+    def cut_off(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
+        out = [enc.encode_ordinary(f"so far {gold[tuple(p)]}")[:max_new_tokens] for p in prompts]   # no end token
+        return out, [[0.0] * len(c) for c in out]
+    monkeypatch.setattr(M, "generate", cut_off)
+    res = evaluate(GPT(cfg), enc, problems, k=2, batch_size=3, max_new_tokens=1500, progress=False)
+    assert res["extracted"] == 1.0 and res["trunc_rate"] == 1.0
+    assert res["greedy_acc"] == 0.0 and res["pass1_sampled"] == 0.0 and res["maj_at_k"] == 0.0

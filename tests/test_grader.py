@@ -172,11 +172,15 @@ INJECTIONS = [
 
 
 @pytest.mark.parametrize("template", INJECTIONS)
-def test_injection_creates_nothing(template, tmp_path):
+def test_injection_creates_nothing(template, tmp_path, monkeypatch):
+    # a relative target inside tmp_path: a digit in the temp folder's name (pytest-1) would otherwise be
+    # part of the text, and "#### os.system('touch .../pytest-1/...')" would then extract a number
+    monkeypatch.chdir(tmp_path)
     target = tmp_path / "pwned"
-    text = template.format(p=target)
+    text = template.format(p="pwned")
+    assert not any(c.isdigit() for c in text)
     for gold in ("0", "1", "x", text):
-        result = grade(text, gold) if gold != text else grade(text, extract_answer(text) + " ")
+        result = grade(text, gold) if gold != text else grade(text, (extract_answer(text) or text) + " ")
         assert isinstance(result, bool)
         if gold != text:
             assert result is False

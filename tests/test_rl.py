@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from model import GPT, GPTConfig, generate, load_checkpoint, save_checkpoint
+from data.mathgen import make_problems
+from model import GPT, GPTConfig, generate, load_checkpoint, read_checkpoint, save_checkpoint
 from plot import line_plot_svg
 from rl import (get_args, group_advantages, make_batch, microbatches, optimize,
                 policy_loss, token_logprobs)
@@ -241,7 +242,8 @@ def tiny_ckpt(tmp_path_factory):
         model.tok_emb.weight += 0.02 * u          # a shared direction in every hidden state...
         model.lm_head.weight[enc.eot_token] = 0.9 * u / u.norm()   # ...that the end token reads
     path = str(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-    save_checkpoint(path, model, stage="sft", data={"window_friendly_frac": 0.5, "seed": 0})
+    save_checkpoint(path, model, stage="sft", data={"window_friendly_frac": 0.5, "window": 8},
+                    history=[{"stage": "sft"}])
     return path
 
 
@@ -268,11 +270,28 @@ def test_cli_runs_and_resumes_exactly(tiny_ckpt, tmp_path):
     assert max(x["sampler_gap"] for x in train) < 1e-4
     assert os.path.getsize(str(tmp_path / "a.svg")) > 0
     model_a, meta = load_checkpoint(a)
-    assert meta["stage"] == "rl" and meta["step"] == 3 and meta["init"] == tiny_ckpt
-    assert meta["data"]["window_friendly_frac"] == 0.5 and meta["init_stage"] == "sft"
-    assert model_a.config.attn_impl == "auto" and meta["args"]["attn_impl"] == "tiled"  # trained tiled, saved as it came
-    # the same run in two pieces: 2 steps, then --resume to 3
-    assert run_rl("--init", tiny_ckpt, "--out", b, "--steps", "2", *CLI).returncode == 0
+    assert meta["stage"] == "rl" and meta["step"] == 3 and meta["train_state"] is None
+    assert meta["history"][-1]["init"] == tiny_ckpt and [h["stage"] for h in meta["history"]] == ["sft", "rl"]
+    assert meta["data"]["window_friendly_frac"] == 0.5 and meta["data"]["window"] == 8   # the record flows on
+    assert model_a.attn_impl == "auto" and "attn_impl" not in read_checkpoint(a)["config"]  # trained tiled, not saved
+    # the same run in two pieces: interrupted after its step-2 checkpoint, then --resume to 3
+    import rl
+    calls = []
+
+    def dies_at_step_3(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return make_problems(*args, **kw)
+    old_threads = torch.get_num_threads()
+    try:
+        rl.make_problems, make_problems = dies_at_step_3, rl.make_problems
+        with pytest.raises(KeyboardInterrupt):
+            rl.main(["--init", tiny_ckpt, "--out", b, "--steps", "3", *CLI, "--save-every", "1", "--eval-every", "0"])
+    finally:
+        rl.make_problems = make_problems
+        torch.set_num_threads(old_threads)
+    assert read_checkpoint(b)["meta"]["train_state"]["step"] == 2
     r = run_rl("--init", tiny_ckpt, "--out", b, "--steps", "3", "--resume", *CLI)
     assert r.returncode == 0, r.stderr
     model_b, meta_b = load_checkpoint(b)
@@ -285,13 +304,23 @@ def test_cli_runs_and_resumes_exactly(tiny_ckpt, tmp_path):
     assert [x["step"] for x in rows_b if "reward" in x] == [1, 2, 3]
     same = lambda x: {k: v for k, v in x.items() if not k.endswith(("_s", "time"))}
     assert same([x for x in rows_b if "reward" in x][-1]) == same(train[-1])
+    # a finished run: --resume does nothing
+    r = run_rl("--init", tiny_ckpt, "--out", b, "--steps", "3", "--resume", *CLI)
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tiny_ckpt, tmp_path):
+    out = str(tmp_path / "fresh.pt")
+    r = run_rl("--init", tiny_ckpt, "--out", out, "--steps", "1", "--resume", *CLI)
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(out)[1]["step"] == 1
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--init", "/nonexistent/ckpt.pt"], "not found"),
     (["--group-size", "1"], "--group-size"),
     (["--prompts-per-step", "0"], "--prompts-per-step"),
-    (["--resume", "--out", "/nonexistent/out.pt"], "--resume"),
+    (["--lr", "0"], "--lr"),
 ])
 def test_bad_input_one_line(tiny_ckpt, argv, message, capsys):
     from rl import main
@@ -309,12 +338,15 @@ def test_corrupt_init_one_line(tmp_path):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-def test_judge():
+def test_judge_is_the_one_rule():
+    """RL rewards with eval's judge: stopped with the end token and the right answer, nothing else."""
+    import rl
     from data.tokenizer import load_tokenizer
-    from rl import judge
+    from eval import judge
+    assert rl.judge is judge
     enc = load_tokenizer()
     eot = enc.eot_token
     ok = enc.encode_ordinary("5 + 7 = 12\n#### 12")
-    assert judge(enc, ok + [eot], "12", eot)[:2] == (True, False)
-    assert judge(enc, ok, "12", eot)[:2] == (False, True)             # never stopped: wrong
-    assert judge(enc, ok + [enc.n_vocab + 2, eot], "12", eot)[0]     # padded-vocabulary ids decode to nothing
+    assert judge(enc, ok + [eot], "12")[:2] == (True, True)
+    assert judge(enc, ok, "12")[:2] == (False, False)             # never stopped: wrong
+    assert judge(enc, ok + [eot], "13")[:2] == (False, True)

@@ -46,8 +46,12 @@ def test_tiny_pretraining_lowers_the_loss(base):
 def train_args(out, *extra):
     ap = pretrain.ArgumentParser("")
     pretrain.add_train_args(ap)
-    args = ap.parse_args(["--out", out, "--device", "cpu", "--steps", "6", "--save-every", "3", *extra])
-    return pretrain.resolve_args(args, {**pretrain.PRESETS["smoke"], "eval_every": 0})
+    args = ap.parse_args(["--out", out, "--device", "cpu", "--steps", "6", "--save-every", "3", "--eval-every", "0",
+                          *extra])
+    for k, v in pretrain.PRESETS["smoke"]["pretrain"].items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return pretrain.check_train_args(args)
 
 
 def small_run(out, crash_at=None, resume=False):
@@ -90,7 +94,8 @@ def test_convert_changes_only_the_attention_settings(base, tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     changed = {k for k in a["config"] if a["config"][k] != b["config"][k]}
     assert changed == {"window", "layer_pattern", "n_sink"}
-    assert b["meta"]["stage"] == "convert" and b["meta"]["attention"]["window"] == 32
+    assert b["meta"]["stage"] == "convert" and b["meta"]["history"][-1]["window"] == 32
+    assert b["meta"]["data"]["window"] == 32   # the record follows: later stages write traces for W=32
 
 
 def test_sft_loss_ignores_prompt_tokens():
@@ -149,3 +154,38 @@ def test_bad_inputs_are_one_line_and_nonzero(base, tmp_path):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, r.stderr[-500:])
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_the_window_flows_from_pretraining_to_every_stage(tmp_path):
+    """pretrain --window W: the base's data record holds W, convert slides over W without being told,
+    SFT writes its window-friendly traces for W, and eval measures far dependencies against W."""
+    base = str(tmp_path / "base.pt")
+    r = run("pretrain.py", "--preset", "smoke", "--window", "40", "--window-friendly-frac", "0.7",
+            "--out", base, "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_checkpoint(base)["meta"]["data"]["window"] == 40
+    swa = str(tmp_path / "swa.pt")
+    assert run("convert.py", "--init", base, "--out", swa, "--n-val", "0").returncode == 0
+    assert read_checkpoint(swa)["config"]["window"] == 40
+    sft = str(tmp_path / "sft.pt")
+    r = run("sft.py", "--init", base, "--out", sft, "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = read_checkpoint(sft)["meta"]
+    assert meta["preset"] == "smoke" and meta["data"]["window"] == 40 and meta["data"]["window_friendly_frac"] == 0.7
+    assert [h["stage"] for h in meta["history"]] == ["pretrain", "sft"]
+    out = tmp_path / "r.json"
+    r = run("eval.py", "--ckpt", sft, "--n", "2", "--k", "0", "--max-new-tokens", "8", "--device", "cpu",
+            "--no-progress", "--json", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["results"][0]["dep_window"] == 40 and res["settings"]["data_knobs"]["window_friendly_frac"] == 0.7
+
+
+def test_wf_traces_are_written_for_the_window():
+    """The generator's window knob is what the window-friendly traces fit: every operand within W."""
+    from data.deps import dependency_distances
+    enc = load_tokenizer()
+    for window in (64, 128):
+        for r in make_problems(20, seed=2, window_friendly_frac=1.0, window=window):
+            ids, _ = encode_example(enc, r["question"], r["solution"])
+            assert max(dependency_distances(ids, enc), default=0) <= window
