@@ -67,7 +67,8 @@ OTHER_THINGS = ["kites", "hats", "dogs", "bikes", "plants", "fish", "pens", "soc
 #   start       (rng, amounts, p, q) -> a starting amount of p, maybe from q's (only q < p is known)
 #   event       (rng, amounts, p, n_people) -> an event for p drawn with odds "weight", or None when
 #               p's amount does not allow one now
-#   apply       (amounts, *fields) -> {person: new amount}: the path of `simulate` (answer: for an ask)
+#   apply       (amounts, *fields) -> {person: new amount}: the path of `simulate`; an ask has instead
+#               "answer" (amounts, *fields) -> the answer, and "goal", the words the "sa" plan uses
 #   say         (rng, *fields) -> the question's sentence, as a template (see `_fields`)
 #   steps       (amounts, *fields) -> its computations [(a, op, b, who)], `who` the person whose new
 #               amount it finds: the path of the worked solutions, kept apart from "apply" on purpose
@@ -187,7 +188,8 @@ FACTS = {
         # first what was bought (`who` is no person), then p's new amount
         steps=lambda vals, p, packs, per: [(packs, "*", per, "bought"), (vals[p], "+", packs * per, p)],
         sa=[[["Then {p} buys some {cn} of {o}.", "The next fact is that {p} buys {cn} of {o}."],
-             ["First I find how many {o} are in all the {cn}: the number of {cn} times how many are in each {c1}.",
+             ["First I find how many {o} are in all the {cn}: "
+              "the number of {cn} times how many are in each {c1}.",
               "All the {cn} together hold the number of {cn} times the {o} in one {c1}."],
              "The {cn} hold {a} * {b} = {c} {o}."],
             ["These are added to the {o} {p} had before buying.", _SA_UPDATE]],
@@ -196,12 +198,15 @@ FACTS = {
     ),
     "lose": dict(
         fields=("p", "k"),
-        event=lambda rng, vals, p, n_people: ("lose", p, rng.randint(2, min(25, vals[p] - 2))) if vals[p] >= 6 else None,
+        event=lambda rng, vals, p, n_people: (
+            ("lose", p, rng.randint(2, min(25, vals[p] - 2))) if vals[p] >= 6 else None),
         weight=2,
         apply=lambda vals, p, k: {p: vals[p] - k},
-        say=_one_of("{p} loses {k} {o}.", "{p} gives away {k} {o} to a neighbour.", "{p} drops {k} {o} and loses them."),
+        say=_one_of("{p} loses {k} {o}.", "{p} gives away {k} {o} to a neighbour.",
+                    "{p} drops {k} {o} and loses them."),
         steps=lambda vals, p, k: [(vals[p], "-", k, p)],
-        sa=[[["Then {p} has fewer {o} than before.", "The next fact is that some of the {o} of {p} are gone."],
+        sa=[[["Then {p} has fewer {o} than before.",
+              "The next fact is that some of the {o} of {p} are gone."],
              "I subtract the lost {o} from what {p} had before.",
              _SA_UPDATE]],
         wf=[_WF_UPDATE],
@@ -223,7 +228,8 @@ FACTS = {
     ),
     "scale": dict(
         fields=("p", "k"),
-        event=lambda rng, vals, p, n_people: ("scale", p, rng.choice([2, 2, 3])) if vals[p] * 2 <= 300 else None,
+        event=lambda rng, vals, p, n_people: (
+            ("scale", p, rng.choice([2, 2, 3])) if vals[p] * 2 <= 300 else None),
         weight=1,
         apply=lambda vals, p, k: {p: vals[p] * k},
         say=lambda rng, p, k: "Then the number of {o} that {p} has " + {2: "doubles.", 3: "triples."}[k],
@@ -240,7 +246,8 @@ FACTS = {
         apply=lambda vals, k: {i: x + k for i, x in vals.items()},
         say=_one_of("Then each of them finds {k} more {o}.", "After that, each friend gets {k} more {o}."),
         steps=lambda vals, k: [(vals[i], "+", k, i) for i in sorted(vals)],
-        sa=[[["Then everyone gets the same number of extra {o}.", "The next fact gives each person a few more {o}."],
+        sa=[[["Then everyone gets the same number of extra {o}.",
+              "The next fact gives each person a few more {o}."],
              "I add that number to each person in turn.",
              "{who} has {a} + {b} = {c}, and {who} has {c} {o} now."],
             ["{who} has {a} + {b} = {c}, and {who} has {c} {o} now."]],
@@ -267,7 +274,8 @@ ASKS = {
     "total": dict(
         fields=(),
         answer=lambda vals: sum(vals.values()),
-        say=_one_of("How many {o} do they have altogether now?", "How many {o} do the friends have in total at the end?"),
+        say=_one_of("How many {o} do they have altogether now?",
+                    "How many {o} do the friends have in total at the end?"),
         goal="how many {o} they have in total at the end",
         steps=lambda vals: [_sum_step(vals)],
         sa=[_SA_SUM],
@@ -282,7 +290,8 @@ ASKS = {
         goal="how many {o} each child gets when the total is shared",
         steps=lambda vals, m: [_sum_step(vals), (sum(vals.values()), "/", m, "answer")],
         sa=[_SA_SUM,
-            ["Last, the total is shared equally among the children, so I divide.", "Each child gets {a} / {b} = {c} {o}."]],
+            ["Last, the total is shared equally among the children, so I divide.",
+             "Each child gets {a} / {b} = {c} {o}."]],
         wf=["Total: {terms} = {c}.", "Each child gets {a} / {b} = {c}."],
         todo="answer is the total shared by {m}", need="all",
     ),
@@ -325,8 +334,9 @@ def _fields(fact, names, obj, step=None):
     if step:
         a, op, b, c, who = step
         out.update(a=a, op=op, b=b, c=c, who=names[who] if isinstance(who, int) else who)
-        if who == "sum":
-            out.update(terms=" + ".join(map(str, a)), amounts=_join([f"{names[i]} has {x}" for i, x in enumerate(a)]))
+        if who == "sum":  # `a` holds everyone's amounts, in name order
+            out["terms"] = " + ".join(map(str, a))
+            out["amounts"] = _join([f"{names[i]} has {x}" for i, x in enumerate(a)])
     return out
 
 
@@ -353,7 +363,7 @@ def _sample_facts(rng, n_people, n_events):
         kind = rng.choices(events, weights)[0]
         p = rng.randrange(n_people)  # drawn for every kind, "each" too, so the problems stay as they were
         fact = FACTS[kind]["event"](rng, vals, p, n_people)
-        # a repeated fact would read like a typo, and a second "each" adds nothing new
+        # no fact twice in a row (it would read as a typo), and one "each" at most (a step per person)
         if fact is None or fact == facts[-1] or (kind == "each" and any(f[0] == "each" for f in facts)):
             continue
         new = _apply(vals, fact)
@@ -399,7 +409,8 @@ def _render_question(rng, facts, ask, names, obj, n_distractors):
         t = rng.choice(["{p} is {n} years old.", "{p} also has {n} {x}.", "{p} lives {n} blocks from school.",
                         "{p} read {n} pages yesterday.", "There are {n} days left in the month."])
         used = {x for f in facts for x in f[2:]} | set(ask[1:])
-        n = rng.choice([x for x in range(3, 41) if x not in used])  # a distractor never repeats a number in use
+        # a distractor never repeats a number in use
+        n = rng.choice([x for x in range(3, 41) if x not in used])
         s = t.format(p=names[p], n=n, x=rng.choice(OTHER_THINGS))
         sents.insert(rng.randint(1, len(sents)), s)
     sents.append(ASKS[ask[0]]["say"](rng, *ask[1:]).format(**_fields(ask, names, obj)))
@@ -408,6 +419,7 @@ def _render_question(rng, facts, ask, names, obj, n_distractors):
 # ----------------------------------------------------------------------------- the worked steps
 
 def _given(facts):
+    """The amounts the question states outright: no step computes them."""
     return {f[1]: f[2] for f in facts if f[0] == "has"}
 
 
@@ -418,7 +430,7 @@ def _steps(facts, ask):
     for f in facts + [ask]:
         done = []
         for a, op, b, who in KINDS[f[0]]["steps"](vals, *f[1:]):
-            c = sum(a) if who == "sum" else _calc(a, op, b)
+            c = sum(a) if who == "sum" else _calc(a, op, b)  # the sum is a chain a + b + ... = c
             done.append((a, op, b, c, who))
             if isinstance(who, int):
                 vals[who] = c
@@ -442,7 +454,7 @@ _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
 
 # ----------------------------------------------------------------------------- the two styles
 
-def _say(rng, lines, fields):
+def _fill(rng, lines, fields):
     """Template lines filled in; a list among them is a choice of wordings."""
     return [(rng.choice(t) if isinstance(t, list) else t).format(**fields) for t in lines]
 
@@ -459,7 +471,8 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
     out = [STYLE_MARKERS["sa"],
            pick([f"The people in this problem are {people}, and the question asks {goal}.",
                  f"This problem is about {people}, and I need to find {goal}."]),
-           pick([f"Each fact changes the {o} of one or more people, so I will track every person as the facts come.",
+           pick([f"Each fact changes the {o} of one or more people, "
+                 "so I will track every person as the facts come.",
                  f"I will keep track of the {o} of each person and update them fact by fact."]),
            pick(["I will go through the facts in the order the question gives them.",
                  "I will follow the facts in the same order as the question.",
@@ -469,7 +482,7 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
     done = []
     for f, st in blocks:
         for j, step in enumerate(st):
-            out += _say(rng, _for_step(KINDS[f[0]]["sa"], j), _fields(f, names, obj, step))
+            out += _fill(rng, _for_step(KINDS[f[0]]["sa"], j), _fields(f, names, obj, step))
             a, op, b, c, who = step
             if who != "sum":
                 done.append((a, op, b, c))
@@ -650,17 +663,20 @@ def report(n=2000, seed=0, split="train", **knobs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", default="train", choices=SPLITS)
-    ap.add_argument("--n", type=int, default=None, help="number of problems (default 1000; --report: 2000 per style)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="number of problems (default 1000; --report: 2000 per style)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="JSONL file to write (default: stdout)")
-    ap.add_argument("--report", action="store_true", help="print length / dependency-distance stats per style")
+    ap.add_argument("--report", action="store_true",
+                    help="print length / dependency-distance stats per style")
     ap.add_argument("--show", type=int, default=0, help="print this many problems as text")
     ap.add_argument("--window_friendly_frac", type=float, default=DEFAULT_KNOBS["window_friendly_frac"])
     ap.add_argument("--detour_rate", type=float, default=DEFAULT_KNOBS["detour_rate"])
     ap.add_argument("--window", type=int, default=DEFAULT_KNOBS["window"])
     ap.add_argument("--n_people", type=int, default=DEFAULT_KNOBS["n_people"])
     ap.add_argument("--n_events", type=int, nargs=2, default=DEFAULT_KNOBS["n_events"], metavar=("LO", "HI"))
-    ap.add_argument("--distractors", type=int, nargs=2, default=DEFAULT_KNOBS["distractors"], metavar=("LO", "HI"))
+    ap.add_argument("--distractors", type=int, nargs=2, default=DEFAULT_KNOBS["distractors"],
+                    metavar=("LO", "HI"))
     args = ap.parse_args()
     knobs = dict(detour_rate=args.detour_rate, window=args.window, n_people=args.n_people,
                  n_events=tuple(args.n_events), distractors=tuple(args.distractors))
