@@ -38,7 +38,7 @@ def main():
     device = pick_device(args.device)
     before, enc, meta = load(args.init, device)
     knobs = data_knobs(meta)
-    window = args.window or knobs["window"]
+    window = knobs["window"] if args.window is None else args.window
     try:
         cfg = GPTConfig(**{**before.config.__dict__, "window": window,
                            "layer_pattern": args.layer_pattern, "n_sink": args.sinks})
