@@ -792,6 +792,23 @@ def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, ba
     return out, time.perf_counter() - t0
 
 
+def _styles(texts, correct):
+    """Share of window-friendly traces and the accuracy of each style: the mechanism, per model."""
+    from data.mathgen import solution_style
+    styles = [solution_style(t) for t in texts]
+    acc = lambda s: _mean([c for c, t in zip(correct, styles) if t == s]) if s in styles else None
+    return {"wf_frac": _mean([s == "wf" for s in styles]), "acc_wf": acc("wf"), "acc_sa": acc("sa")}
+
+
+def _far(prompts, completions, judged, enc, window):
+    """Dependency distances of the model's own traces, and the share beyond `window`."""
+    from data.deps import dependency_distances, far_fraction
+    dists = []
+    for p, c, (_, stopped, _) in zip(prompts, completions, judged):
+        dists.extend(dependency_distances(p + (c[:-1] if stopped else c), enc))
+    return dists, (far_fraction(dists, window) if dists and window else None)
+
+
 def _majority(answers, correct):
     """maj@k for one problem: is the most common extracted answer (ties: the earliest) correct?"""
     counts, first = {}, {}
@@ -811,15 +828,14 @@ def _majority(answers, correct):
 
 
 def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, batch_size=64, seed=0,
-             greedy_only=False, top_k=None, ref_window=128, timeout=None, progress=True):
+             greedy_only=False, top_k=None, ref_window=None, timeout=None, progress=True):
     """Metrics of `model` on `problems` ([{"question", "answer", ...}]) as a JSON-ready dict.
 
     Greedy pass: accuracy, extraction rate, completion lengths, truncation, dependency distances of
-    the model's own traces, style mix, decoding speed, KV-cache bytes. Unless greedy_only or k == 0,
-    also k samples per problem at `temperature`: sampled pass@1, pass@k, maj@k.
+    the model's own traces (beyond its window, or `ref_window` for full attention), style mix and
+    the accuracy of each style, decoding speed, KV-cache bytes. Unless greedy_only or k == 0, also k
+    samples per problem at `temperature`: sampled pass@1, pass@k, maj@k, style mix, far dependencies.
     Same seed, same batch size -> same numbers (timings aside)."""
-    from data.deps import dependency_distances, far_fraction
-    from data.mathgen import solution_style
     from data.tokenizer import encode_prompt
     from model import kv_cache_bytes
     cfg, eos = model.config, enc.eot_token
@@ -843,9 +859,8 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     answers = [extract_answer(t) for t in texts]
     lengths = [len(c) for c in completions]
     window = cfg.window if cfg.window is not None else ref_window  # full attention: compare at ref_window
-    dists = []
-    for p, c, (_, stopped, _) in zip(prompts, completions, judged):
-        dists.extend(dependency_distances(p + (c[:-1] if stopped else c), enc))
+    dists, far = _far(prompts, completions, judged, enc, window)
+    styles = _styles(texts, correct)
     mean_total = _mean([len(p) + len(c) for p, c in zip(prompts, completions)])
     res = {
         "n": len(problems),
@@ -859,8 +874,8 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
         "dep_n": len(dists),
         "dep_mean": _mean(dists) if dists else None,  # None: no step reused an earlier number
         "dep_p90": _percentile(dists, 90) if dists else None,
-        "dep_far": far_fraction(dists, window) if dists else None,
-        "wf_frac": _mean([solution_style(t) == "wf" for t in texts]),
+        "dep_far": far,
+        "wf_frac": styles["wf_frac"], "greedy_acc_wf": styles["acc_wf"], "greedy_acc_sa": styles["acc_sa"],
         "tok_per_s": sum(lengths) / max(seconds, 1e-9),
         "kv_bytes_per_seq": kv_cache_bytes(cfg, max(1, round(mean_total))),
         "max_new_tokens": max_new_tokens,
@@ -881,7 +896,10 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
                    pass_at_k=_mean([any(s_correct[j] for j in g) for g in groups]),
                    maj_at_k=_mean([_majority([s_answers[j] for j in g], [s_correct[j] for j in g])
                                    for g in groups]),
-                   sample_extracted=_mean([a is not None for a in s_answers]))
+                   sample_extracted=_mean([a is not None for a in s_answers]),
+                   sample_len_mean=_mean([len(c) for c in samples]),
+                   sample_dep_far=_far(repeated, samples, s_judged, enc, window)[1],
+                   **{f"sample_{key}": v for key, v in _styles([j[2] for j in s_judged], s_correct).items()})
     model.train(was_training)
     return res
 
