@@ -17,13 +17,16 @@ The solution comes in one of two styles, decided by its very first line (see STY
         are re-checked ("detours"). Most operands lie more than a window back.
   "wf": window-friendly. A short running list of what is still needed (current values and the
         facts not yet used) is restated whenever the last copy is about to leave the window, so
-        every number a step uses is within the last `window` tokens. No detours.
+        every number a step uses is within the last `window` tokens (any window >= 32). At small
+        windows a list restates only the next fact or two, and may come mid-fact. No detours.
 Because the first line fixes the style, the style is a choice the model samples at its first
 line, which on-policy RL under sliding-window attention can shift.
 """
 import argparse
+import functools
 import hashlib
 import json
+import math
 import random
 import re
 
@@ -33,8 +36,12 @@ STYLE_MARKERS = {
 }
 SPLITS = ("train", "val", "test")
 MAX_VALUE = 999  # every quantity, given or computed, stays in 1..999: small-model arithmetic
-# approx_tokens cap on a question (~110 real tokens with its 2 special tokens): it fits the window
+# approx_tokens caps on a question: never over MAX_QUESTION (~110 real tokens with its 2 special
+# tokens), and QUESTION_MARGIN under the window, room for the special tokens, the style's first line
+# and the first list's opening words, so that the first list starts within the window of the question's
+# start and can copy its numbers (108 = 128 - 20: the default window takes the plain cap)
 MAX_QUESTION = 108
+QUESTION_MARGIN = 20
 
 DEFAULT_KNOBS = dict(
     window_friendly_frac=0.2,  # share of "wf" solutions
@@ -74,7 +81,8 @@ OTHER_THINGS = ["kites", "hats", "dogs", "bikes", "plants", "fish", "pens", "soc
 #               amount it finds: the path of the worked solutions, kept apart from "apply" on purpose
 #   sa, wf      the two styles' lines, one list per step (the last one serves any further steps); in
 #               "sa" a list of templates is a choice of wordings, made with the problem's rng
-#   todo, need  its item in the "wf" list of what is still needed, and the people whose amounts it needs
+#   todo        its item in the "wf" list of what is still needed
+#   need        the people whose amounts each step reads ("all": everyone), one entry per step as in "sa"
 # The templates name {o} {c1} {cn} (object, container, containers), the fields ({p} {q} by name), and
 # a step's {a} {op} {b} = {c} and {who}.
 
@@ -135,7 +143,7 @@ FACTS = {
              "I take the number of {o} {q} has and multiply it by how many times as many {p} has.",
              _SA_FROM]],
         wf=["{p} is {b} times {q}: {q} has {a} * {b} = {c}, so {p} has {c}."],
-        todo="{p} is {k} times {q}", need=("q",),
+        todo="{p} is {k} times {q}", need=[("q",)],
     ),
     "more": dict(
         fields=("p", "q", "k"),
@@ -147,7 +155,7 @@ FACTS = {
              "I take the number of {o} {q} has and add how many more {p} has.",
              _SA_FROM]],
         wf=["{p} is {q} plus {b}: {q} has {a} + {b} = {c}, so {p} has {c}."],
-        todo="{p} is {q} plus {k}", need=("q",),
+        todo="{p} is {q} plus {k}", need=[("q",)],
     ),
     "fewer": dict(
         fields=("p", "q", "k"),
@@ -159,7 +167,7 @@ FACTS = {
              "I take the number of {o} {q} has and take away how many fewer {p} has.",
              _SA_FROM]],
         wf=["{p} is {q} minus {b}: {q} has {a} - {b} = {c}, so {p} has {c}."],
-        todo="{p} is {q} minus {k}", need=("q",),
+        todo="{p} is {q} minus {k}", need=[("q",)],
     ),
     "give": dict(
         fields=("p", "q", "k"),
@@ -176,7 +184,7 @@ FACTS = {
               "For {q}, the gift is added to the {o} {q} already had."],
              _SA_UPDATE]],
         wf=[_WF_UPDATE],
-        todo="{p} gives {q} {k}", need=("p", "q"),
+        todo="{p} gives {q} {k}", need=[("p",), ("q",)],
     ),
     "buy": dict(
         fields=("p", "packs", "per"),
@@ -194,7 +202,7 @@ FACTS = {
              "The {cn} hold {a} * {b} = {c} {o}."],
             ["These are added to the {o} {p} had before buying.", _SA_UPDATE]],
         wf=["{p} buys {a} {cn} of {b}: {a} * {b} = {c}.", _WF_UPDATE],
-        todo="{p} buys {packs} of {per}", need=("p",),
+        todo="{p} buys {packs} of {per}", need=[(), ("p",)],
     ),
     "lose": dict(
         fields=("p", "k"),
@@ -210,7 +218,7 @@ FACTS = {
              "I subtract the lost {o} from what {p} had before.",
              _SA_UPDATE]],
         wf=[_WF_UPDATE],
-        todo="{p} loses {k}", need=("p",),
+        todo="{p} loses {k}", need=[("p",)],
     ),
     "split": dict(
         fields=("p", "k"),
@@ -224,7 +232,7 @@ FACTS = {
              "I divide what {p} had before by the number of parts.",
              _SA_UPDATE]],
         wf=[_WF_UPDATE],
-        todo="{p} keeps one of {k} equal parts", need=("p",),
+        todo="{p} keeps one of {k} equal parts", need=[("p",)],
     ),
     "scale": dict(
         fields=("p", "k"),
@@ -238,7 +246,7 @@ FACTS = {
              "I multiply what {p} had before by the factor from the question.",
              _SA_UPDATE]],
         wf=[_WF_UPDATE],
-        todo="{p} times {k}", need=("p",),
+        todo="{p} times {k}", need=[("p",)],
     ),
     "each": dict(  # everyone gets k more: one step per person
         fields=("k",),
@@ -252,7 +260,7 @@ FACTS = {
              "{who} has {a} + {b} = {c}, and {who} has {c} {o} now."],
             ["{who} has {a} + {b} = {c}, and {who} has {c} {o} now."]],
         wf=[_WF_UPDATE],
-        todo="each gets {k} more", need="all",
+        todo="each gets {k} more", need=["all"],
     ),
 }
 
@@ -280,7 +288,7 @@ ASKS = {
         steps=lambda vals: [_sum_step(vals)],
         sa=[_SA_SUM],
         wf=["Total: {terms} = {c}."],
-        todo="answer is the total", need="all",
+        todo="answer is the total", need=["all"],
     ),
     "share": dict(
         fields=("m",),
@@ -293,7 +301,7 @@ ASKS = {
             ["Last, the total is shared equally among the children, so I divide.",
              "Each child gets {a} / {b} = {c} {o}."]],
         wf=["Total: {terms} = {c}.", "Each child gets {a} / {b} = {c}."],
-        todo="answer is the total shared by {m}", need="all",
+        todo="answer is the total shared by {m}", need=["all", ()],
     ),
     "pair": dict(
         fields=("p", "q"),
@@ -306,7 +314,7 @@ ASKS = {
               "That was the last fact, so I put together the {o} of {p} and {q}."],
              "{p} has {a} and {q} has {b}, so together they have {a} + {b} = {c} {o}."]],
         wf=["Answer: {a} {op} {b} = {c}."],
-        todo="answer is {p} plus {q}", need=("p", "q"),
+        todo="answer is {p} plus {q}", need=[("p", "q")],
     ),
     "diff": dict(
         fields=("p", "q"),
@@ -319,7 +327,7 @@ ASKS = {
               "That was the last fact, so I find how many more {p} has than {q}."],
              "{p} has {a} and {q} has {b}, so the difference is {a} - {b} = {c} {o}."]],
         wf=["Answer: {a} {op} {b} = {c}."],
-        todo="answer is {p} minus {q}", need=("p", "q"),
+        todo="answer is {p} minus {q}", need=[("p", "q")],
     ),
 }
 KINDS = {**FACTS, **ASKS}
@@ -397,13 +405,15 @@ def simulate(facts, ask):
 # ----------------------------------------------------------------------------- the question
 
 def _render_question(rng, facts, ask, names, obj, n_distractors):
+    """The question's text, and the part of it that no resampling can shorten: its facts and question
+    without the intro sentence and the distractors."""
     o = obj[0]
     sents = []
     if rng.random() < 0.25:
         sents.append(rng.choice(["{} collect {}.", "{} are friends who like {}.", "{} each keep some {}."])
                      .format(_join(names), o))
-    for f in facts:
-        sents.append(FACTS[f[0]]["say"](rng, *f[1:]).format(**_fields(f, names, obj)))
+    said = [FACTS[f[0]]["say"](rng, *f[1:]).format(**_fields(f, names, obj)) for f in facts]
+    sents += said
     for _ in range(n_distractors):  # facts whose numbers are never used, anywhere after the intro
         p = rng.randrange(len(names))
         t = rng.choice(["{p} is {n} years old.", "{p} also has {n} {x}.", "{p} lives {n} blocks from school.",
@@ -413,8 +423,9 @@ def _render_question(rng, facts, ask, names, obj, n_distractors):
         n = rng.choice([x for x in range(3, 41) if x not in used])
         s = t.format(p=names[p], n=n, x=rng.choice(OTHER_THINGS))
         sents.insert(rng.randint(1, len(sents)), s)
-    sents.append(ASKS[ask[0]]["say"](rng, *ask[1:]).format(**_fields(ask, names, obj)))
-    return " ".join(sents)
+    said.append(ASKS[ask[0]]["say"](rng, *ask[1:]).format(**_fields(ask, names, obj)))
+    sents.append(said[-1])
+    return " ".join(sents), " ".join(said)
 
 # ----------------------------------------------------------------------------- the worked steps
 
@@ -499,37 +510,59 @@ def _sa_solution(rng, blocks, names, obj, detour_rate):
 
 
 def _wf_solution(blocks, facts, names, obj, window):
-    """A running list of what is still needed, restated whenever its last copy nears the window edge.
-    Every operand is then either in the latest list or computed since, so it stays inside the window."""
+    """A running list of what is still needed, restated whenever its last copy nears the window edge,
+    so every operand is in the latest list or computed since, and within the last `window` tokens.
+    A list restates as much of what is left as fits: at small windows only the next fact or two, and
+    one more list is due as soon as the facts it restated are used up."""
     out = [STYLE_MARKERS["wf"]]
     vals = _given(facts)
     budget = int(window * 0.8)  # head-room because `approx_tokens` is an estimate
-    since = budget + 1          # forces the first list
+    since = 0                   # approx tokens since the start of the latest list
+    covered = 0                 # blocks before this one are the ones the latest list restated
     for bi, (f, st) in enumerate(blocks):
         lines = [_for_step(KINDS[f[0]]["wf"], j).format(**_fields(f, names, obj, step))
                  for j, step in enumerate(st)]
-        cost = sum(approx_tokens(x) for x in lines)
-        if since + cost > budget:
-            summary = _wf_list(vals, blocks[bi:], names, obj)
-            out.append(summary)
-            since = approx_tokens(summary)
-        out += lines
-        since += cost
-        for a, op, b, c, who in st:
+        for j, (line, step) in enumerate(zip(lines, st)):
+            rest = lines[j:]  # this fact's lines still to write
+            # a list when the latest one did not restate this fact, when the whole block would end
+            # beyond the budget (the one rule at large windows), or when a line, even mid-block, would
+            # look back further than the budget (small windows: a list and its block do not fit)
+            if (bi >= covered or (j == 0 and since + sum(map(approx_tokens, rest)) > budget)
+                    or _reach(out + [line], len(out)) > budget):
+                pending = [(f, range(j, len(st)))] + [(g, range(len(gst))) for g, gst in blocks[bi + 1:]]
+                summary, n = _wf_list_that_fits(out, vals, pending, rest, names, obj, budget)
+                out.append(summary)
+                since, covered = approx_tokens(summary), bi + n
+            out.append(line)
+            since += approx_tokens(line)
+            a, op, b, c, who = step
             if isinstance(who, int):
                 vals[who] = c
     out.append(f"#### {blocks[-1][1][-1][3]}")
     return "\n".join(out)
 
 
+def _wf_list_that_fits(out, vals, pending, lines, names, obj, budget):
+    """The longest list, restating the most pending facts (the one under way first), after which
+    `lines` still find their operands within the budget; at least that one fact. Returns the list and
+    how many facts it restates."""
+    for n in range(len(pending), 0, -1):
+        summary = _wf_list(vals, pending[:n], names, obj)
+        if n == 1 or _reach(out + [summary] + lines, len(out) + 1) <= budget:
+            return summary, n
+
+
 def _wf_list(vals, pending, names, obj):
-    """'Still need:' current amounts of the people used later, then the facts not yet used."""
+    """'Still need:' current amounts of the people the pending steps read, then their facts.
+    `pending`: [(fact, indices of its steps still to do)]."""
     need, todo = set(), []
-    for f, _ in pending:
+    for f, js in pending:
         kind = KINDS[f[0]]
         todo.append(kind["todo"].format(**_fields(f, names, obj)))
         fields = dict(zip(kind["fields"], f[1:]))
-        need |= set(range(len(names))) if kind["need"] == "all" else {fields[x] for x in kind["need"]}
+        for j in js:
+            who = _for_step(kind["need"], j)
+            need |= set(range(len(names))) if who == "all" else {fields[x] for x in who}
     have = [f"{names[p]} has {vals[p]}" for p in sorted(need) if p in vals]  # known so far
     return "Still need: " + "; ".join(have + todo) + "."
 
@@ -537,12 +570,41 @@ def _wf_list(vals, pending, names, obj):
 # the tokenizer's pre-tokenizer (data/tokenizer.py PAT_STR) in ASCII terms; every piece is at least
 # one token and nearly every generated word is exactly one, so the count is close and rarely low
 _PRETOK = re.compile(r"'(?:[sdmt]|ll|ve|re)| ?[A-Za-z]+|\d| ?[^\sA-Za-z\d]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_NUMBER = re.compile(r"\d+")
 
 
 def approx_tokens(text):
     """A cheap over-estimate of the token count under data/tokenizer.tiktoken (checked in the tests),
     so the generator need not load the tokenizer that is itself trained on its output."""
     return sum(1 + (len(w) > 9) for w in _PRETOK.findall(text))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _numbers(line):
+    """(approx tokens of the line and its newline, [(approx token offset, number, is a step operand)])."""
+    operands = {m.start(1) + n.start() for m in STEP_RE.finditer(line) for n in _NUMBER.finditer(m.group(1))}
+    starts = {m.start(): m.group() for m in _NUMBER.finditer(line)}  # a digit always starts a piece
+    numbers, at = [], 0
+    for piece in _PRETOK.finditer(line):  # counted as approx_tokens counts
+        if piece.start() in starts:
+            numbers.append((at, starts[piece.start()], piece.start() in operands))
+        at += 1 + (len(piece.group()) > 9)
+    return at + 1, numbers
+
+
+def _reach(lines, first):
+    """How far back, in approx tokens, the step operands of lines[first:] look for the latest earlier
+    mention of their number (what data/deps.py measures); a number not in `lines` before is infinitely
+    far, so the question never counts as a source: the lists restate what it says."""
+    last, far, pos = {}, 0, 0
+    for i, line in enumerate(lines):
+        n_tokens, numbers = _numbers(line)
+        for at, number, operand in numbers:
+            if operand and i >= first:
+                far = max(far, pos + at - last.get(number, -math.inf))
+            last[number] = pos + at
+        pos += n_tokens
+    return far
 
 # ----------------------------------------------------------------------------- verification
 
@@ -604,8 +666,12 @@ def make_problems(n, split="train", seed=0, **knobs):
         names = rng.sample(NAMES, kn["n_people"])
         obj = rng.choice(OBJECTS)
         facts, ask = _sample_facts(rng, kn["n_people"], _pick(rng, kn["n_events"]))
-        question = _render_question(rng, facts, ask, names, obj, _pick(rng, kn["distractors"]))
-        if approx_tokens(question) > MAX_QUESTION or split_of(question) != split:
+        question, facts_said = _render_question(rng, facts, ask, names, obj, _pick(rng, kn["distractors"]))
+        # a question must fit the window, unless its facts alone do not (small windows, long problems):
+        # then it is kept only when it is as short as they are (no intro, no distractors), and the
+        # first "wf" list, right after it, restates every number the steps use
+        cap = min(MAX_QUESTION, max(kn["window"] - QUESTION_MARGIN, approx_tokens(facts_said)))
+        if approx_tokens(question) > cap or split_of(question) != split:
             continue  # too long for the window, or a question of another split
         blocks = _steps(facts, ask)
         style = "wf" if rng.random() < kn["window_friendly_frac"] else "sa"

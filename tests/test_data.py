@@ -7,7 +7,8 @@ import pytest
 
 from data.deps import dependency_distances, far_fraction
 from data.gsm8k import load_gsm8k
-from data.mathgen import (DEFAULT_KNOBS, STYLE_MARKERS, approx_tokens, make_problems, solution_style)
+from data.mathgen import (DEFAULT_KNOBS, MAX_QUESTION, QUESTION_MARGIN, STYLE_MARKERS, approx_tokens,
+                          make_problems, solution_style)
 from data.tokenizer import (DEFAULT_PATH, SPECIALS, default_corpus, encode_example, encode_prompt,
                             load_tokenizer, train_bpe, DEFAULT_VOCAB)
 
@@ -107,6 +108,31 @@ def test_lengths_and_far_fractions(enc):
             assert far_fraction(dists, W) >= 0.35 and sum(totals) / len(totals) > 4 * W
         else:
             assert far_fraction(dists, W) <= 0.01
+
+
+SMALL = dict(n_people=2, n_events=(1, 2), distractors=0)  # problems for small windows (CPU runs)
+
+
+@pytest.mark.parametrize("window, knobs", [(32, SMALL), (32, {**SMALL, "n_events": (2, 3)}), (48, SMALL),
+                                           (64, SMALL), (64, {}), (96, {}), (128, {}), (256, {})])
+def test_wf_traces_are_written_for_the_window(enc, window, knobs):
+    """The generator's window knob is what the window-friendly traces fit: every operand within W, at
+    any window >= 32 (where a list restates only the next fact or two, mid-fact when need be)."""
+    for r in make_problems(30, seed=2, window_friendly_frac=1.0, window=window, **knobs):
+        ids, _ = encode_example(enc, r["question"], r["solution"])
+        assert max(dependency_distances(ids, enc), default=0) <= window, r["solution"]
+
+
+def test_questions_fit_the_window():
+    """A question fits its window when it can; when its facts alone do not, it is as short as they are."""
+    for window, knobs, cap in ((128, {}, MAX_QUESTION), (256, {}, MAX_QUESTION),
+                               (96, SMALL, 96 - QUESTION_MARGIN)):
+        questions = [r["question"] for r in make_problems(100, seed=1, window=window, **knobs)]
+        assert max(map(approx_tokens, questions)) <= cap
+    # at W=32 no question fits: no intro sentence or distractor lengthens them further
+    distractors = ("years old", "also has", "blocks from", "pages", "days left")
+    for r in make_problems(100, seed=1, window=32, **{**SMALL, "distractors": (0, 1)}):
+        assert not any(d in r["question"] for d in distractors), r["question"]
 
 
 def test_approx_tokens_close(enc, probs):

@@ -179,13 +179,3 @@ def test_the_window_flows_from_pretraining_to_every_stage(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["results"][0]["dep_window"] == 40 and res["settings"]["data_knobs"]["window_friendly_frac"] == 0.7
-
-
-def test_wf_traces_are_written_for_the_window():
-    """The generator's window knob is what the window-friendly traces fit: every operand within W."""
-    from data.deps import dependency_distances
-    enc = load_tokenizer()
-    for window in (128,):
-        for r in make_problems(20, seed=2, window_friendly_frac=1.0, window=window):
-            ids, _ = encode_example(enc, r["question"], r["solution"])
-            assert max(dependency_distances(ids, enc), default=0) <= window
