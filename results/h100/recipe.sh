@@ -15,15 +15,15 @@ python sft.py --init $O/swa.pt --out $O/sft_swa.pt --resume > $O/sft_swa.log 2>&
 python sft.py --init $O/swa.pt --window-friendly-frac 1 --out $O/ctl_wfonly.pt --resume > $O/ctl_wfonly.log 2>&1 &
 wait; t sft; grep -h sft_final $O/*.jsonl | cut -c1-330; cat $O/convert.json
 for s in 0 1 2; do
-  timeout 250 python rl.py --init $O/sft_swa.pt --seed $s --out $O/rl_swa_s$s.pt --save-every 10 > $O/rl_swa_s$s.log 2>&1 &
+  timeout 215 python rl.py --init $O/sft_swa.pt --seed $s --out $O/rl_swa_s$s.pt --save-every 10 > $O/rl_swa_s$s.log 2>&1 &
 done
-timeout 250 python rl.py --init $O/sft_sa.pt --seed 0 --out $O/rl_sa_s0.pt --save-every 10 > $O/rl_sa_s0.log 2>&1 &
+timeout 215 python rl.py --init $O/sft_sa.pt --seed 0 --out $O/rl_sa_s0.pt --save-every 10 > $O/rl_sa_s0.log 2>&1 &
 python distill.py --ckpt $O/sft_sa.pt --n 10240 --out $O/sa_samples.jsonl > $O/distill.json 2> $O/distill.log
 python sft.py --init $O/sft_swa.pt --data $O/sa_samples.jsonl --steps 40 --batch-size 256 --warmup 4 --lr 1e-4 \
   --out $O/ctl_distill.pt > $O/ctl_distill.log 2>&1
 wait; t rl; cat $O/distill.json
 ls $O
-E="python eval.py --n 1000 --k 4 --no-progress --batch-size 1000"
+E="timeout 100 python eval.py --n 1000 --k 2 --no-progress --batch-size 1000"
 $E --ckpt $O/swa.pt $O/sft_sa.pt $O/sft_swa.pt --label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT" \
   --json $O/eval_sft.json --md $O/eval_sft.md > $O/eval_sft.log 2>&1 &
 $E --ckpt $O/ctl_wfonly.pt $O/ctl_distill.pt --label "control: SWA + SFT on wf traces only" \
