@@ -1,0 +1,873 @@
+"""
+The grader: extract_answer(text) finds the final answer in a model's text, is_equiv(answer, gold)
+decides whether two answers are equal, grade(text, gold) does both. It is the RL reward and the judge
+of every reported number, so it is strict, fast, and never executes model text.
+
+Extraction, first rule that finds something wins:
+  1. \\boxed{..} / \\fbox{..}: the last one, since a later box corrects an earlier one; but boxes that
+     form one list in one sentence are the answer together ("$x=\\boxed{3}$ or $x=\\boxed{-4}$").
+  2. the text after the last "####" (GSM8K's format).
+  3. the text after the last "the (final) answer is" / "answer:", up to the end of its sentence (so
+     Minerva's "Final Answer: The final answer is X. I hope it is correct." gives X).
+  4. the whole text when it is a short bare answer ("42", "x = 3", "18 apples").
+  5. the last number in the text, never an exponent ("48 cm^2" gives 48): a trace that just stops at
+     its result is still graded on that result.
+
+Equal means, by kind of answer (normalize_answer first removes what is only spelling: $, \\text,
+\\left, \\dfrac, thousands separators, currency, %, degrees, unit words, "x \\in", "h \\approx"):
+  numbers      the same rational: 0.5 = 1/2 = \\frac{1}{2} = 1,000/2000. A decimal stands for a value
+               that does not terminate only where the gold is that decimal rounded (gold 0.333,
+               answer 1/3) or where it has 6 or more decimals (Math-Verify's default precision):
+               0.67 != 2/3 and 1.41 != sqrt(2), as every public grader decides.
+  expressions  the difference simplifies to 0 (sympy: exact, then 40 digits for constants, then
+               expand/simplify): (x+1)^2 = x^2+2x+1, \\sin^2 x + \\cos^2 x = 1. A word is text and
+               only equals itself ("odd" is not the product o*d*d).
+  equations    the same solutions: a = b equals c = d when (a-b)/(c-d) is a nonzero constant
+               (y = 3x - 2 equals 3x - y - 2 = 0). An assignment "x = 3", "(a, b) = (2, 9)",
+               "f(x) = x^2" stands for its value; an answer's chain "2 + 1 = 3" for its last value.
+               A bare value never equals a gold equation that is not an assignment.
+  inequalities the same up to a positive factor and direction (7 \\ge x = x \\le 7). In normal form
+               (x < c, a < x < b, x \\ne c) an inequality is the set it describes and equals that
+               interval or union; "2 < x + 1 < 6" is refused, so echoing a question earns nothing.
+  collections  tuples and intervals in order, with their brackets; sets and bare lists in any order
+               ("2; 4; 6" = "6, 4, 2", a \\pm b = "a+b, a-b"); unions and finite sets as sets;
+               matrices (pmatrix, bmatrix, array) element by element.
+
+Refused, and why:
+  - anything outside the whitelist: ASCII digits and letters, a list of LaTeX commands, a few
+    operators; nothing reaches sympy but objects this file's parser built (no eval, no sympify).
+    So Arabic-Indic, fullwidth or bold digits are not digits: the whitelist is ASCII, and a
+    number must be written the way the problems write it (identical strings are still equal).
+  - answers over MAX_ANSWER_CHARS, lists over MAX_ITEMS items, numbers too large to build (huge
+    powers, factorials), nan and 1/0 (except as identical strings).
+  - whatever sympy cannot decide within GRADE_TIMEOUT seconds: SIGALRM on the main thread (the
+    caller's own timer and handler are restored afterwards), a deadline checked on every Python
+    call in other threads. grade() never raises and always returns a bool.
+"""
+
+import re
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from fractions import Fraction
+
+GRADE_TIMEOUT = 1.0  # seconds of sympy work allowed per is_equiv() call (None or 0: no limit)
+MAX_ANSWER_CHARS = 1000  # longer extracted answers are wrong by definition; bounds every regex below
+MAX_ITEMS, MAX_NEST = 100, 5  # items of a list, set, tuple or matrix; nesting of such
+MAX_TOKENS, MAX_DEPTH, MAX_POW_BITS, MAX_EXP, MAX_FACTORIAL = 300, 40, 100_000, 10_000, 1000
+
+# -----------------------------------------------------------------------------
+# extraction: find the final answer in free text
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
+_HASH_RE = re.compile(r"####\s*([^\n]*)")
+_SAID_RE = re.compile(r"\b(?:the\s+(?:final\s+)?answer\s+is|(?:final\s+)?answer\s*[:=])[\s*:]*", re.I)
+# a number: 1,234.5 / 12 / .5 / 3/4 / \frac{1}{2}; a minus sign only where it cannot be "a - b";
+# never an exponent or a subscript (the 2 of cm^2, x_{2})
+_NUMBER_RE = re.compile(r"(?<![\w)\].^])(?<![\^_]\{)(?:-\s*)?(?:\\[dt]?frac\{[0-9]+\}\{[0-9]+\}|"
+                        r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:/[0-9]+)?|\.[0-9]+)", re.A)
+_WORD_RE = re.compile(r"(?<![\\a-zA-Z])[A-Za-z]{2,}")
+_MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "frac",
+               "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"}
+# LaTeX thousands markup: 25,\!000 / 25{,}000 / 25\,000 are 25000 (Minerva removes ,\! and {,} too)
+_THOUSANDS_MARKUP_RE = re.compile(r"(?<=[0-9])(?:,\\!|\{,\}|\\,)\s*(?=[0-9]{3}(?![0-9]))")
+# what may stand between boxes that are one list: "$ or $x=", ", ", " and ", "\quad"
+_LIST_GAP_RE = re.compile(r"(?:\s|\$|\\[()]|\\q?quad|\\text\{|\}|,|;|\band\b|\bor\b|"
+                          r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=)*")
+
+
+def _brace_matches(text):
+    """{index of '{': index of its matching '}'} in one pass (\\{ and \\} are literal braces)."""
+    matches, stack, j = {}, [], 0
+    while j < len(text):
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == "{":
+            stack.append(j)
+        elif text[j] == "}" and stack:
+            matches[stack.pop()] = j
+        j += 1
+    return matches
+
+
+def _boxes(text):
+    """[(start, end, content)] of every well-formed \\boxed{..} / \\fbox{..} (also \\boxed 5)."""
+    out, matches = [], None
+    for m in _BOX_RE.finditer(text):
+        i = m.end()
+        while i < len(text) and text[i] == " ":
+            i += 1
+        if text.startswith("{", i):
+            matches = _brace_matches(text) if matches is None else matches
+            if i in matches and text[i + 1:matches[i]].strip():
+                out.append((m.start(), matches[i] + 1, text[i + 1:matches[i]].strip()))
+        elif i > m.end():  # "\boxed 5": up to the next space or $
+            token = re.match(r"[^\s$]+", text[i:])
+            if token:
+                out.append((m.start(), i + token.end(), token.group(0)))
+    return out
+
+
+def _strip_wrappers(s, punct=".,;:!?"):
+    """Remove what surrounds an answer: spaces, $..$, \\(..\\), **bold**, trailing punctuation."""
+    prev = None
+    while s != prev:
+        prev = s
+        s = s.strip().rstrip(punct).strip(" *")  # '*' never starts or ends an answer: markdown
+        for left, right in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+            if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
+                s = s[len(left):len(s) - len(right)]
+        s = s.lstrip(":").strip()
+    return s
+
+
+def _is_bare_answer(s):
+    """A short one-line text with no prose before its last number ('18 apples' yes, 'I got 18' no)."""
+    if not s or len(s) > 40 or "\n" in s or _BOX_RE.search(s):
+        return False
+    words = [m.start() for m in _WORD_RE.finditer(s) if m.group(0).lower() not in _MATH_WORDS]
+    numbers = [m.start() for m in _NUMBER_RE.finditer(s)]
+    return len(words) <= 3 if not numbers else all(w > numbers[-1] for w in words)
+
+
+def _answer_span(s):
+    """After "the answer is": up to the end of the sentence; prose is cut to what it names."""
+    s = _strip_wrappers(re.split(r"\.\s|,\s*(?:so|because|since|which)\b", s, maxsplit=1)[0])
+    if not _is_bare_answer(s):  # "The largest $n$ is 34" -> "34"
+        s = _strip_wrappers(re.split(r"\s(?:is|are|equals)\s", s)[-1])
+    if len(s) > 40:  # a sentence, not an answer: its first $math$, else its first number
+        m = re.search(r"\$([^$]+)\$", s) or _NUMBER_RE.search(s)
+        s = _strip_wrappers(m.group(m.lastindex or 0)) if m else ""
+    return s or None
+
+
+def extract_answer(text):
+    """The final answer in a model's text, or None (see the module docstring for the order)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = re.sub(r"<\|[a-z_]+\|>", "\n", text)  # special tokens such as <|endoftext|> end a line
+    text = _THOUSANDS_MARKUP_RE.sub("", text)
+    boxes = _boxes(text)
+    if boxes:
+        k = len(boxes) - 1  # walk back over boxes that continue one list: "\boxed{3} or \boxed{-4}"
+        while k and "\n\n" not in text[boxes[k - 1][1]:boxes[k][0]] and \
+                _LIST_GAP_RE.fullmatch(text[boxes[k - 1][1]:boxes[k][0]][:80]):
+            k -= 1
+        items = [_strip_wrappers(c, ".,;:") for _, _, c in boxes[k:]]  # keep a factorial's '!'
+        return ", ".join(i for i in items if i) or None
+    for span in reversed(_HASH_RE.findall(text)):
+        if _strip_wrappers(span):
+            return _strip_wrappers(span)
+    for m in reversed(list(_SAID_RE.finditer(text))):
+        span = _answer_span(text[m.end():].split("\n", 1)[0])
+        if span:
+            return span
+    bare = _strip_wrappers(text) if len(text) <= 80 else ""
+    if _is_bare_answer(bare):
+        return bare
+    numbers = _NUMBER_RE.findall(text)
+    return numbers[-1].replace(" ", "") if numbers else None
+
+
+# -----------------------------------------------------------------------------
+# normalisation: one canonical spelling per answer
+
+_SYMBOLS = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
+            "\u22c5": r"\cdot ", "\u00f7": r"\div ", "\u221a": r"\sqrt", "\u03c0": r"\pi ",
+            "\u221e": r"\infty ", "\u00b0": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\uff0c": ",",
+            "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ",
+            "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"}
+_VAR = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?"  # x, x_1, x_{12}
+# (pattern, replacement), applied in order; each line says why
+_RULES = [(re.compile(p, f), r) for p, r, f in [
+    (r"\\[dtc]frac", r"\\frac", 0),  # \dfrac, \tfrac, \cfrac are \frac
+    (r"\\(?:left|right|[bB]igg?[lr]?|displaystyle)(?![a-zA-Z])", "", 0),  # sizes only
+    (r"\\begin\{(?:[pbB]?matrix|array)\}(?:\{[^{}]*\})?", r"\\matrix{", 0),  # one spelling of matrices
+    (r"\\end\{(?:[pbB]?matrix|array)\}", "}", 0),
+    (r"^[(\[]\s*(\\matrix\{.*\})\s*[)\]]$", r"\1", 0),  # \left[\begin{array}..\end{array}\right]
+    (r"\\\\", r"\\cr ", 0),  # matrix rows, before '\ ' (a space) is read below
+    (_THOUSANDS_MARKUP_RE.pattern, "", 0),  # 25,\!000 is 25000
+    (r"\\[!,;: ]|\\q?quad(?![a-zA-Z])|~", " ", 0),  # spacing
+    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", 0),  # degrees: 90^\circ is 90
+    (r"\\?%|\\percent\b", "", 0),  # 28\% is 28 (as Math-Verify and Minerva; 0.28 is not)
+    (r"\\\$|\$|\u20ac|\u00a3|\u00a5|\u20b9|\\euro\b|\\pounds\b", "", 0),  # currency
+    (r"\\(?:varnothing|emptyset)(?![a-zA-Z])|\\\{\s*\\\}", r"\\emptyset", 0),  # one empty set
+    (r"\\mathbb\{R\}", r"(-\\infty,\\infty)", 0),
+    (r"\\(?:leqslant|leq?)(?![a-zA-Z])|<=", r"\\le ", 0),  # one spelling per relation
+    (r"\\(?:geqslant|geq?)(?![a-zA-Z])|>=", r"\\ge ", 0),
+    (r"\\neq?(?![a-zA-Z])|!=", r"\\ne ", 0), (r"\\lt(?![a-zA-Z])", "<", 0), (r"\\gt(?![a-zA-Z])", ">", 0),
+    (r"\\mp(?![a-zA-Z])", r"\\pm", 0),  # a -+ b and a +- b are the same two values
+    (rf"^\s*{_VAR}\s*\\(?:in|approx)(?![a-zA-Z])\s*", "", 0),  # x \in [0, 1]; h \approx 6.5: the value
+    (r"(?<=\S)\s*\\approx(?![a-zA-Z]).*$", "", 0),  # x = 1/3 \approx 0.33: the exact value
+]]
+_LATE_RULES = [(re.compile(p, f), r) for p, r, f in [  # after \text{..} is unwrapped
+    (r"(?<=[0-9)\]}])\s*,?\s*\b(?:and|or)\b\s*", ", ", 0),  # "12 and 13", "3, 5, and 7": a list
+    (r"(?:,\s*){2,}", ", ", 0),  # "19, 46, \text{ and } 82"
+    (r";", ",", 0),  # "2; 4; 6" is "2, 4, 6"
+    (r"\b(?:percent(?:age)?|pct|degrees?|dollars?|usd|cents?)$", "", re.I),
+    (r"^\(([A-Za-z])\)$", r"\1", 0),  # multiple choice '(C)' -> 'C'
+    (r"^(?:inf|infinity)$", r"\\infty", re.I),
+    (r"\\frac\s*([0-9])\s*([0-9])", r"\\frac{\1}{\2}", 0),  # \frac12 (Hendrycks' fix_fracs)
+    (r"\\frac\s*([0-9])\s*(?=\{)", r"\\frac{\1}", 0), (r"\\frac\s*(\{[^{}]*\})\s*([0-9])", r"\\frac\1{\2}", 0),
+]]
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox"
+                          r"|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?[0-9]\}?)?")
+# trailing unit words after a quantity: '18 square meters' -> '18' (one way to split the words)
+_UNIT_TAIL_RE = re.compile(r"^(.*?[0-9})])\s*([A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*)\s*(\^\s*\{?[0-9]\}?)?$")
+_THOUSANDS_RE = re.compile(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
+
+
+def _drop_text_cmds(s):
+    """\\text{..}-like commands: units after a quantity are dropped ('5\\text{ cm}^2' -> '5'),
+    'and'/'or' separate a list, anything else is unwrapped ('\\text{yes}' -> 'yes')."""
+    def repl(m):
+        content, before = m.group(1).strip(), s[:m.start()].rstrip()
+        if content.lower() in ("and", "or"):
+            return ","
+        is_unit = re.fullmatch(r"[A-Za-z][A-Za-z .]*", content) and before and before[-1] in "0123456789})."
+        return " " if is_unit else " " + content + (m.group(2) or "") + " "
+    prev = None
+    while prev != s:  # innermost first, so nested \text{\textbf{..}} unwraps fully
+        prev, s = s, _TEXT_CMD_RE.sub(repl, s, count=1)
+    return s
+
+
+def normalize_answer(s):
+    """Canonical spelling of an answer string (not of free text: run extract_answer first)."""
+    s = _strip_wrappers(str(s), ".,;:")
+    for a, b in _SYMBOLS.items():
+        s = s.replace(a, b)
+    boxes = _boxes(s)
+    if boxes and s.startswith(("\\boxed", "\\fbox")):
+        s = boxes[-1][2]
+    for pattern, repl in _RULES:
+        s = pattern.sub(repl, s)
+    s = " ".join(_drop_text_cmds(s).split())
+    for pattern, repl in _LATE_RULES:
+        s = pattern.sub(repl, s).strip()
+    m = _UNIT_TAIL_RE.match(s)
+    if m and not any(w.lower().rstrip(".") in _MATH_WORDS for w in m.group(2).split()):
+        s = m.group(1)
+    s = _strip_wrappers(s, ".,;:")
+    return s.replace(",", "") if _THOUSANDS_RE.match(s) else s
+
+
+def _key(s):
+    """String-match key: no spaces; words compared case-insensitively."""
+    s = s.replace(" ", "")
+    return s.lower() if re.fullmatch(r"[A-Za-z]{2,}", s) else s
+
+
+# -----------------------------------------------------------------------------
+# exact numbers: the fast path (no sympy) for integers, decimals, fractions, mixed, 1e3
+
+_NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits only: Fraction() would read any Unicode digit
+_RE_PLAIN = re.compile(rf"([+-]?)\s*({_NUM})")
+_RE_SCI = re.compile(rf"([+-]?)\s*({_NUM})(?:[eE]([+-]?[0-9]+)|\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*"
+                     rf"(?:\{{\s*([+-]?[0-9]+)\s*\}}|([+-]?[0-9])))")
+_RE_SLASH = re.compile(rf"([+-]?)\s*({_NUM})\s*/\s*({_NUM})")
+_RE_TEXFRAC = re.compile(rf"([+-]?)\s*\\frac\s*\{{\s*([+-]?)\s*({_NUM})\s*\}}\s*\{{\s*({_NUM})\s*\}}")
+_RE_MIXED = re.compile(r"([+-]?)\s*([0-9]+)\s+([0-9]+)\s*/\s*([0-9]+)|"
+                       r"([+-]?)\s*([0-9]+)\s*\\frac\s*\{([0-9]+)\}\s*\{([0-9]+)\}")
+
+
+def to_number(s):
+    """(Fraction, decimals) if s is a plain number, else None. decimals: digits after the point
+    when s is written as a decimal (it decides the rounding tolerance), else None."""
+    s = s.strip()
+    if len(s) > 200:
+        return None
+    m = _RE_PLAIN.fullmatch(s)
+    if m:
+        v = Fraction(m.group(2))
+        return (-v if m.group(1) == "-" else v), (len(m.group(2).split(".")[1]) if "." in m.group(2) else None)
+    m = _RE_SCI.fullmatch(s)
+    if m:
+        exp = int(m.group(3) or m.group(4) or m.group(5))
+        if abs(exp) > MAX_EXP:
+            return None
+        v = Fraction(m.group(2)) * Fraction(10) ** exp
+        return (-v if m.group(1) == "-" else v), None
+    m = _RE_SLASH.fullmatch(s) or _RE_TEXFRAC.fullmatch(s)
+    if m:
+        g = m.groups()
+        num, den = Fraction(g[-2]), Fraction(g[-1])
+        neg = (g[0] == "-") != (len(g) == 4 and g[1] == "-")
+        return ((-num / den if neg else num / den), None) if den else None
+    m = _RE_MIXED.fullmatch(s)
+    if m:
+        sign, whole, num, den = m.groups()[:4] if m.group(2) else m.groups()[4:]  # 1 1/2 or 1\frac{1}{2}
+        if int(den) == 0 or int(num) >= int(den):  # only proper fractions form a mixed number
+            return None
+        v = int(whole) + Fraction(int(num), int(den))
+        return (-v if sign == "-" else v), None
+    return None
+
+
+def _terminates(q):
+    """True iff the rational q has a finite decimal expansion."""
+    d = q.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def _rounds_to(dec, decimals, exact):
+    """True iff the decimal `dec` (with `decimals` digits) is `exact` rounded or truncated to those
+    digits, and within 1% of it (so 0 is not 0.4 rounded to no digits)."""
+    if decimals is None or decimals < 1 or abs(dec - exact) > abs(exact) / 100:
+        return False
+    scaled = exact * 10 ** decimals
+    return dec * 10 ** decimals in (int(scaled), round(scaled))
+
+
+def _decimal_matches(dec, exact, gold_is_decimal):
+    """A decimal stands for a value that does not terminate when it is the gold, or has 6+ digits."""
+    return (gold_is_decimal or (dec[1] or 0) >= 6) and _rounds_to(dec[0], dec[1], exact)
+
+
+def _numbers_equal(p, g):
+    (x, _), (y, _) = p, g
+    return x == y or (not _terminates(y) and _decimal_matches(p, y, False)) or \
+        (not _terminates(x) and _decimal_matches(g, x, True))
+
+
+# -----------------------------------------------------------------------------
+# time limit for sympy work
+
+class GradeTimeout(BaseException):
+    """Time is up. A BaseException, so that no `except Exception` inside sympy swallows it."""
+
+
+_alarm = {}  # while grade()'s SIGALRM timer runs: the caller's handler and timer, to give back
+_local = threading.local()  # .busy: a limit is already running in this thread
+
+
+def _on_alarm(signum, frame):
+    if _alarm.pop("live", False):  # once: a signal that arrives during cleanup is ignored
+        raise GradeTimeout()
+
+
+def _disarm():
+    """Stop grade()'s timer, give the caller back its handler and what is left of its own timer.
+    Idempotent: if the alarm interrupts this very function, the caller calls it again."""
+    if _alarm:
+        signal.setitimer(signal.ITIMER_REAL, 0)  # first, so the default action (exit) can never run
+        _alarm.pop("live", None)
+        signal.signal(signal.SIGALRM, _alarm["handler"])
+        left, interval = _alarm["timer"]
+        if left:  # a caller's deadline that passed meanwhile fires right away
+            signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - _alarm["t0"]), 1e-6), interval)
+        _alarm.clear()
+
+
+@contextmanager
+def time_limit(seconds):
+    """Raise GradeTimeout after `seconds`: SIGALRM in the main thread (no cost), elsewhere a trace
+    function that checks the clock on every Python call (sympy is Python: 2-3x slower, but bounded)."""
+    if not seconds or getattr(_local, "busy", False):
+        yield
+        return
+    _local.busy = True
+    try:
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            left, interval = signal.getitimer(signal.ITIMER_REAL)
+            _alarm.update(handler=signal.signal(signal.SIGALRM, _on_alarm), timer=(left, interval),
+                          t0=time.monotonic(), live=True)
+            signal.setitimer(signal.ITIMER_REAL, min(seconds, left) if left else seconds)
+            try:
+                yield
+            finally:
+                _disarm()
+        else:
+            deadline, old = time.monotonic() + seconds, sys.gettrace()
+
+            def check(frame, event, arg):
+                if time.monotonic() > deadline:
+                    raise GradeTimeout()
+            sys.settrace(check)
+            try:
+                yield
+            finally:
+                sys.settrace(old)
+    finally:
+        _local.busy = False
+
+
+# -----------------------------------------------------------------------------
+# a small LaTeX / plain-math parser that builds sympy objects (the only road into sympy)
+
+_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|(\\[a-zA-Z]+)|([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
+          "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi",
+          "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma",
+          "Phi", "Psi", "Omega"}
+_FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc", "arcsin": "asin",
+          "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "log": "log",
+          "ln": "log", "exp": "exp", "sqrt": "sqrt"}  # name -> sympy function
+_INVERSE = {"sin": "asin", "cos": "acos", "tan": "atan"}  # \sin^{-1} x is arcsin x
+
+
+class ParseError(Exception):
+    pass
+
+
+def _tokenize(s):
+    """Whitelist: numbers, single-letter variables, known commands and functions, a few operators."""
+    tokens, pos, s = [], 0, s.rstrip()
+    while pos < len(s):
+        m = _TOKEN_RE.match(s, pos)
+        if not m:
+            raise ParseError(f"unexpected character {s[pos]!r}")
+        pos = m.end()
+        num, cmd, word, op = m.groups()
+        name = (cmd or "\\")[1:] or word
+        if num is not None:
+            tokens.append(("num", Fraction(num)))
+        elif name in ("cdot", "times", "div"):
+            tokens.append(("op", "/" if name == "div" else "*"))
+        elif name in _FUNCS or name in ("pi", "infty") or (cmd and (name in _GREEK or name == "frac")):
+            tokens.append(("name", name))
+        elif word in ("inf", "infinity"):
+            tokens.append(("name", "infty"))
+        elif cmd:
+            raise ParseError(f"command {cmd} not allowed")
+        elif word:  # 'xy' is x*y
+            tokens.extend(("var", c) for c in word)
+        else:
+            tokens.append(("op", op))
+        if len(tokens) > MAX_TOKENS:
+            raise ParseError("too long")
+    return tokens
+
+
+class _Parser:
+    """Recursive descent: expr := term (+|- term)*; term := unary ((*|/)? unary)*;
+    unary := -unary | power; power := postfix (^ unary)?; postfix := atom !*."""
+
+    def __init__(self, tokens):
+        import sympy
+        self.sp, self.toks, self.i, self.depth = sympy, tokens, 0, 0
+
+    def peek(self):
+        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
+
+    def take(self, kind=None, value=None):
+        tok = self.peek()
+        if tok[0] is None or (kind and tok[0] != kind) or (value is not None and tok[1] != value):
+            raise ParseError(f"expected {value or kind}, got {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def at(self, kind, value=None):
+        tok = self.peek()
+        return tok[0] == kind and (value is None or tok[1] == value)
+
+    def parse(self):
+        e = self.expr()
+        if self.i != len(self.toks):
+            raise ParseError(f"trailing {self.peek()[1]!r}")
+        return e
+
+    def expr(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError("too deep")
+        e = self.term()
+        while self.at("op", "+") or self.at("op", "-"):
+            op, t = self.take()[1], self.term()
+            e = e + t if op == "+" else e - t
+        self.depth -= 1
+        return e
+
+    def term(self):
+        e = self.unary()
+        while True:
+            if self.at("op", "*") or self.at("op", "/"):
+                op, f = self.take()[1], self.unary()
+                e = e * f if op == "*" else e / f
+            elif self.peek()[0] in ("num", "var", "name") or self.at("op", "(") or self.at("op", "{"):
+                if self.at("num") and self.toks[self.i - 1][0] == "num":  # implicit product: 2x, x(x+1)
+                    raise ParseError("two numbers in a row")
+                e = e * self.power()
+            else:
+                return e
+
+    def unary(self):
+        if self.at("op", "-") or self.at("op", "+"):
+            return -self.unary() if self.take()[1] == "-" else self.unary()
+        return self.power()
+
+    def power(self):
+        base = self.postfix()
+        if self.at("op", "^"):
+            self.take()
+            return _safe_pow(base, self.unary())
+        return base
+
+    def postfix(self):
+        e = self.atom()
+        while self.at("op", "!"):
+            self.take()
+            if e.is_Integer and e > MAX_FACTORIAL:
+                raise ParseError("factorial too big")
+            e = self.sp.factorial(e)
+        return e
+
+    def group(self):
+        """A LaTeX argument: {expr}, or a single atom (\\frac12 was expanded by normalize)."""
+        if self.at("op", "{"):
+            self.take()
+            e = self.expr()
+            self.take("op", "}")
+            return e
+        return self.atom()
+
+    def atom(self):
+        sp = self.sp
+        kind, v = self.take()
+        if kind == "num":
+            return sp.Rational(v.numerator, v.denominator)
+        if kind == "var":
+            if self.at("op", "_"):  # x_1, x_{12}
+                self.take()
+                sub = [self.take()] if not self.at("op", "{") else None
+                if sub is None:
+                    self.take()
+                    sub = []
+                    while not self.at("op", "}"):
+                        sub.append(self.take())
+                    self.take()
+                if not sub or any(k not in ("num", "var") for k, _ in sub):
+                    raise ParseError("bad subscript")
+                v += "_" + "".join(str(w) for _, w in sub)
+            return sp.E if v == "e" else sp.Symbol(v)
+        if kind == "op" and v in "({[|":
+            e = self.expr()
+            self.take("op", {"(": ")", "{": "}", "[": "]", "|": "|"}[v])
+            return sp.Abs(e) if v == "|" else e
+        if kind != "name":
+            raise ParseError(f"unexpected {v!r}")
+        if v in ("pi", "infty") or v in _GREEK:
+            return {"pi": sp.pi, "infty": sp.oo}.get(v) or sp.Symbol(v)
+        if v == "frac":
+            num = self.group()
+            return num / self.group()
+        if v == "sqrt" and self.at("op", "["):  # \sqrt[3]{x}
+            self.take()
+            n = self.expr()
+            self.take("op", "]")
+            return _safe_pow(self.group(), 1 / n)
+        base = power = None
+        if v == "log" and self.at("op", "_"):  # \log_2 8
+            self.take()
+            base = self.group()
+        if v != "sqrt" and self.at("op", "^"):  # \sin^2 x is (sin x)^2
+            self.take()
+            power = self.group()
+        # \sin{x}, \sin(x)^2 = (sin x)^2, \sin x^2 = sin(x^2)
+        arg = self.group() if self.at("op", "{") or self.at("op", "(") else self.power()
+        if power == -1 and v in _INVERSE:
+            return getattr(sp, _INVERSE[v])(arg)
+        e = sp.log(arg, base) if base is not None else getattr(sp, _FUNCS[v])(arg)
+        return e if power is None else _safe_pow(e, power)
+
+
+def _safe_pow(base, exp):
+    """base**exp, refusing powers whose exact value would be astronomically large."""
+    if exp.is_Number and abs(exp) > MAX_EXP and not (base.is_Number and abs(base) <= 1):
+        raise ParseError("exponent too big")
+    if base.is_Rational and exp.is_Rational and base != 0:
+        size = max(abs(base.p.bit_length() - base.q.bit_length()), 1)
+        if abs(exp) * size > MAX_POW_BITS:
+            raise ParseError("power too big")
+    return base ** exp
+
+
+def to_sympy(s):
+    """Parse a normalised answer into a sympy expression (raises ParseError on anything else)."""
+    return _Parser(_tokenize(s)).parse()
+
+
+def _sym(s):
+    """to_sympy, or None where s is not an expression (words are text, not products of letters)."""
+    if re.fullmatch(r"[A-Za-z ]*[A-Za-z]{2}[A-Za-z ]*", s) and s.strip() not in _FUNCS:
+        return None
+    try:
+        return to_sympy(s)
+    except (ParseError, ArithmeticError, TypeError, ValueError, RecursionError):
+        return None
+
+
+# -----------------------------------------------------------------------------
+# equivalence: one comparison per kind of answer
+
+_COMMA, _CUP, _AMP, _CR = (re.compile(re.escape(x)) for x in (",", "\\cup", "&", "\\cr"))
+_REL_RE = re.compile(r"\\(?:le|ge|ne)(?![a-zA-Z])|[=<>]")
+_FLIP = {">": "<", "\\ge": "\\le"}
+_LHS_RE = re.compile(r"[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?(?:\([A-Za-z, ]*\))?|\([A-Za-z, ]+\)")  # x, f(x), (a,b)
+
+
+def _split_top(s, sep):
+    """Split s at the matches of the regex `sep` outside brackets -> (parts, separators)."""
+    parts, seps, depth, start, i = [], [], 0, 0, 0
+    while i < len(s):
+        if s[i] == "\\" and s[i + 1:i + 2] in ("{", "}"):  # \{ \} are brackets of sets
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        m = sep.match(s, i) if depth == 0 else None
+        if m and m.end() > i:
+            parts.append(s[start:i].strip())
+            seps.append(m.group(0).strip())
+            start = i = m.end()
+            continue
+        depth += (s[i] in "([{") - (s[i] in ")]}")
+        i += 1
+    return parts + [s[start:].strip()], seps
+
+
+def _encloses(s):
+    """True iff the bracket opening s closes at its last character."""
+    depth = 0
+    for i, c in enumerate(s):
+        depth += (c in "([{") - (c in ")]}")
+        if depth == 0:
+            return i == len(s) - 1
+    return False
+
+
+def _expand_pm(items):
+    """a \\pm b is the two values a + b and a - b."""
+    out = []
+    for x in items:
+        n = x.count("\\pm")
+        out += _expand_pm([x.replace("\\pm", "+", 1), x.replace("\\pm", "-", 1)]) if 0 < n <= 3 else [x]
+    return out
+
+
+def _kind(s):
+    """What s is: ("set", None) for unions and the empty set; ("coll", (kind, brackets, items)) for a
+    matrix, tuple or interval ("seq"), set or bare list; ("rel", (parts, ops)); ("scalar", s)."""
+    if s == "\\emptyset" or len(_split_top(s, _CUP)[0]) > 1:
+        return "set", None
+    m = re.fullmatch(r"\\matrix\{(.*)\}", s)
+    if m:
+        rows = [_split_top(r, _AMP)[0] for r in _split_top(m.group(1), _CR)[0] if r]
+        return "coll", ("matrix", tuple(map(len, rows)), [x for row in rows for x in row])
+    if s.startswith("\\{") and s.endswith("\\}"):
+        return "coll", ("set", None, _expand_pm(_split_top(s[2:-2], _COMMA)[0]))
+    if s[:1] in "([" and s[-1:] in ")]" and _encloses(s) and len(_split_top(s[1:-1], _COMMA)[0]) > 1:
+        return "coll", ("seq", s[0] + s[-1], _split_top(s[1:-1], _COMMA)[0])
+    items = _expand_pm(_split_top(s, _COMMA)[0])
+    if len(items) > 1:
+        return "coll", ("list", None, items)
+    parts, ops = _split_top(s, _REL_RE)
+    if ops and all(parts):
+        if all(o in _FLIP for o in ops):  # x > 2 is read as 2 < x
+            parts, ops = parts[::-1], [_FLIP[o] for o in reversed(ops)]
+        return "rel", (parts, ops)
+    return "scalar", s
+
+
+def _value(rel, chain_ok):
+    """The value a relation gives: 'x = 3' -> '3', '(a, b) = (2, 9)' -> '(2, 9)', 'x = 1 + 2 = 3' -> '3';
+    with chain_ok (an answer, not a gold), any chain's last value: '2 + 1 = 3' -> '3'."""
+    parts, ops = rel
+    if set(ops) == {"="} and (chain_ok or len(parts) > 2 or _LHS_RE.fullmatch(parts[0])):
+        return parts[-1]
+    return None
+
+
+def _inequality_set(parts, ops):
+    """x < c, c \\le x, a < x < b, x \\ne c (a variable and constants) as a sympy set, else None."""
+    import sympy as sp
+    var = [i for i, p in enumerate(parts) if _LHS_RE.fullmatch(p)]
+    bounds = [_sym(p) for i, p in enumerate(parts) if i not in var]
+    if len(var) != 1 or None in bounds or any(b.free_symbols for b in bounds) or \
+            not set(ops) <= {"<", "\\le", "\\ne"} or (len(ops) == 2 and var != [1]):
+        return None
+    i = var[0]
+    if "\\ne" in ops:
+        c = bounds[0]
+        return sp.Union(sp.Interval.open(-sp.oo, c), sp.Interval.open(c, sp.oo)) if len(ops) == 1 else None
+    return sp.Interval(bounds[0] if i > 0 else -sp.oo, bounds[-1] if i < len(ops) else sp.oo,
+                       i > 0 and ops[0] == "<", i < len(ops) and ops[i] == "<")
+
+
+def _as_set(s):
+    """The sympy set that s describes (unions of intervals, finite sets and inequalities in normal
+    form: x < c, c \\le x, a < x < b, x \\ne c), or None."""
+    import sympy as sp
+    kind, v = _kind(s)
+    parts = v[2] if kind == "coll" and v[0] == "list" else _split_top(s, _CUP)[0]
+    sets = []
+    for part in parts:
+        kind, v = _kind(part)
+        if part == "\\emptyset":
+            sets.append(sp.EmptySet)
+        elif kind == "coll" and v[0] in ("set", "seq"):
+            ends = [_sym(x) for x in v[2]]
+            if None in ends or (v[0] == "seq" and len(ends) != 2):
+                return None
+            sets.append(sp.FiniteSet(*ends) if v[0] == "set" else
+                        sp.Interval(ends[0], ends[1], v[1][0] == "(", v[1][1] == ")"))
+        elif kind == "rel" and _inequality_set(*v) is not None:
+            sets.append(_inequality_set(*v))
+        else:
+            return None
+    return sp.Union(*sets)
+
+
+def answer_key(ans):
+    """Canonical key for majority voting: equal numbers share a key (0.5, 1/2, \\frac{1}{2}, x = 0.5)."""
+    s = normalize_answer(ans)
+    kind, v = _kind(s)
+    s = (_value(v, False) or s) if kind == "rel" else s
+    n = to_number(s)
+    return str(n[0]) if n is not None else _key(s)
+
+
+def _match_unordered(a, b, depth):
+    """Pair every item of a with an equal item of b: first by key (fast, so 50 items take no
+    sympy), then what is left one by one."""
+    rest, keys, left = list(b), [answer_key(y) for y in b], []
+    for x in a:
+        k = answer_key(x)
+        if k in keys:
+            i = keys.index(k)
+            del keys[i], rest[i]
+        else:
+            left.append(x)
+    for x in left:
+        j = next((j for j, y in enumerate(rest) if _equal(x, y, depth + 1)), None)
+        if j is None:
+            return False
+        del rest[j]
+    return True
+
+
+def _collections_equal(cp, cg, depth):
+    (kp, bp, ip), (kg, bg, ig) = cp, cg
+    if len(ip) != len(ig) or len(ip) > MAX_ITEMS:
+        return False
+    ordered = lambda: all(_equal(x, y, depth + 1) for x, y in zip(ip, ig))
+    if kp == kg and kp in ("seq", "matrix"):  # tuples, intervals (open/closed ends), matrices: in order
+        return bp == bg and ordered()
+    if {kp, kg} == {"seq", "list"}:  # '1, 2' against the tuple '(1, 2)' (not against '[1, 2]')
+        return (bp or bg) == "()" and ordered()
+    if {kp, kg} <= {"set", "list"}:  # solutions, sets: any order
+        return _match_unordered(ip, ig, depth)
+    return False
+
+
+def _relations_equal(rp, rg, depth):
+    """Same relation: a op b and c op d with (a-b)/(c-d) a nonzero constant (positive for < and \\le),
+    or, for chains (a < x < b), the same parts in the same order."""
+    (pp, po), (gp, go) = rp, rg
+    if po != go or len(pp) != len(gp):
+        return False
+    if len(po) > 1:
+        return all(_equal(x, y, depth + 1) for x, y in zip(pp, gp))
+    a, b, c, d = map(_sym, pp + gp)
+    if None in (a, b, c, d):
+        return False
+    dp, dg = a - b, c - d
+    if dp == 0 or dg == 0:  # identities such as 2 + 1 = 3
+        return dp == dg and _equal(pp[-1], gp[-1], depth + 1)
+    import sympy
+    r = sympy.cancel(dp / dg)
+    r = r if r.is_number else sympy.simplify(r)
+    return bool(r.is_number and r.is_finite and r != 0 and (po[0] in ("=", "\\ne") or r.is_positive))
+
+
+def _scalar_equal(p, g):
+    np_, ng = to_number(p), to_number(g)
+    if np_ is not None and ng is not None:
+        return _numbers_equal(np_, ng)
+    a, b = _sym(p), _sym(g)
+    return a is not None and b is not None and _sympy_equal(a, b, np_, ng)
+
+
+def _sympy_equal(a, b, na, nb):
+    import sympy
+    if a.has(sympy.nan, sympy.zoo) or b.has(sympy.nan, sympy.zoo):
+        return False
+    if a == b:
+        return True
+    if a.has(sympy.oo, -sympy.oo) or b.has(sympy.oo, -sympy.oo):
+        return False  # infinities are equal only structurally
+    for num, other, gold_is_decimal in ((na, b, False), (nb, a, True)):  # a decimal against sqrt(2), pi
+        if num is not None and num[1] is not None and other.is_number and not other.is_Rational:
+            v = other.evalf(30)
+            return bool(v.is_real) and _decimal_matches(num, Fraction(str(v)), gold_is_decimal)
+    d = a - b
+    if d.is_number:  # constants: 40 significant digits decide
+        v = sympy.N(d, 40)
+        scale = max(1, abs(sympy.N(b, 40))) if b.is_number else 1
+        return bool(v.is_number and abs(v) < sympy.Float("1e-30") * scale)
+    return sympy.expand(d) == 0 or sympy.simplify(d) == 0
+
+
+def _equal(p, g, depth=0):
+    """Equivalence of two answers, by kind (see the module docstring)."""
+    p, g = normalize_answer(p), normalize_answer(g)
+    if depth > MAX_NEST or not p or not g:
+        return False
+    if _key(p) == _key(g):
+        return True
+    (kp, vp), (kg, vg) = _kind(p), _kind(g)
+    ineq = [k == "rel" and set(v[1]) != {"="} for k, v in ((kp, vp), (kg, vg))]
+    if "set" in (kp, kg) or ineq[0] != ineq[1]:  # unions, inequalities vs intervals: as sets
+        a, b = _as_set(p), _as_set(g)
+        return a is not None and b is not None and bool(a == b)
+    if kp == kg == "coll":
+        return _collections_equal(vp, vg, depth)
+    if kp == kg == "rel":  # 'y = 3x - 2' vs '3x - y - 2 = 0'; else two assignments' values
+        if _relations_equal(vp, vg, depth):
+            return True
+        vp, vg = _value(vp, False), _value(vg, False)
+        return vp is not None and vg is not None and _equal(vp, vg, depth + 1)
+    if kp == "rel":  # 'x = 3' or '2 + 1 = 3' against '3'
+        v = _value(vp, True)
+        return v is not None and _equal(v, g, depth + 1)
+    if kg == "rel":  # '3' against 'x = 3', but never against the equation '2a - b = 3'
+        v = _value(vg, False)
+        return v is not None and _equal(p, v, depth + 1)
+    return kp == kg == "scalar" and _scalar_equal(p, g)
+
+
+def is_equiv(pred, gold, timeout=None):
+    """True iff the answer string `pred` equals the reference `gold` (both already extracted)."""
+    owns_timer = not getattr(_local, "busy", False)  # inside a caller's time_limit: leave its timer alone
+    try:
+        if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+            return False  # no real answer is that long; it bounds every regex and parse below
+        p, g = normalize_answer(pred), normalize_answer(gold)
+        if not p or not g:
+            return False
+        if _key(p) == _key(g):  # fast path: most answers
+            return True
+        np_, ng = to_number(p), to_number(g)
+        if np_ is not None and ng is not None:  # fast path: two plain numbers, no sympy
+            return _numbers_equal(np_, ng)
+        with time_limit(GRADE_TIMEOUT if timeout is None else timeout):
+            return bool(_equal(p, g))
+    except (Exception, GradeTimeout):  # a grader never crashes the trainer: anything else is "not equal"
+        return False
+    finally:
+        if owns_timer:
+            _disarm()  # no-op unless the alarm cut time_limit's own cleanup short
+
+
+def grade(text, gold, timeout=None):
+    """True iff the final answer in `text` equals `gold`. Never raises; always a bool."""
+    try:
+        pred = extract_answer(text)
+        return pred is not None and is_equiv(pred, str(gold), timeout)
+    except (Exception, GradeTimeout):
+        return False
