@@ -3,51 +3,49 @@ The grader: extract_answer(text) finds the final answer in a model's text, is_eq
 decides whether two answers are equal, grade(text, gold) does both. It is the RL reward and the judge
 of every reported number, so it is strict, fast, and never executes model text.
 
-Extraction, first rule that finds something wins:
+Extraction, the first rule that finds something wins:
   1. \\boxed{..} / \\fbox{..}: the last one, since a later box corrects an earlier one; but boxes that
      form one list in one sentence are the answer together ("$x=\\boxed{3}$ or $x=\\boxed{-4}$").
   2. the text after the last "####" (GSM8K's format).
-  3. the text after the last "the (final) answer is" / "answer:", up to the end of its sentence (so
+  3. the text after the last "the (final) answer is" / "answer:", to the end of its sentence (so
      Minerva's "Final Answer: The final answer is X. I hope it is correct." gives X).
   4. the whole text when it is a short bare answer ("42", "x = 3", "18 apples").
-  5. the last number in the text, never an exponent ("48 cm^2" gives 48): a trace that just stops at
-     its result is still graded on that result.
+  5. the last number in the text, never an exponent ("48 cm^2" gives 48): a trace that just stops
+     at its result is still graded on that result.
 
-Equal means, by kind of answer (normalize_answer first removes what is only spelling: $, \\text,
+Equal means, by kind of answer, after normalize_answer removed what is only spelling ($, \\text,
 \\left, \\dfrac, thousands separators, currency, %, degrees, unit words, "x \\in", "h \\approx"):
-  numbers      the same rational: 0.5 = 1/2 = \\frac{1}{2} = 1,000/2000. A decimal stands for a value
-               that does not terminate only where the gold is that decimal rounded (gold 0.333,
-               answer 1/3) or where it has 6 or more decimals (Math-Verify's default precision):
-               0.67 != 2/3 and 1.41 != sqrt(2), as every public grader decides.
-  expressions  the difference simplifies to 0 (sympy: exact, then 40 digits for constants, then
-               expand/simplify): (x+1)^2 = x^2+2x+1, \\sin^2 x + \\cos^2 x = 1. A word is text and
-               only equals itself ("odd" is not the product o*d*d).
-  equations    the same solutions: a = b equals c = d when (a-b)/(c-d) is a nonzero constant
-               (y = 3x - 2 equals 3x - y - 2 = 0). An assignment "x = 3", "(a, b) = (2, 9)",
-               "f(x) = x^2" stands for its value; an answer's chain "2 + 1 = 3" for its last value.
-               A bare value never equals a gold equation that is not an assignment.
-  inequalities the same up to a positive factor and direction (7 \\ge x = x \\le 7). In normal form
-               (x < c, a < x < b, x \\ne c) an inequality is the set it describes and equals that
-               interval or union; "2 < x + 1 < 6" is refused, so echoing a question earns nothing.
+  numbers      the same rational: 0.5 = 1/2 = \\frac{1}{2} = 1\\frac{1}{2} - 1. A decimal stands for a
+               value that does not terminate only where the gold is that decimal (gold 0.333, answer
+               1/3) or where it has 6+ decimals (Math-Verify's default precision): 0.67 is not 2/3
+               and 1.41 is not sqrt(2), as every public grader decides.
+  expressions  the difference simplifies to 0: (x+1)^2 = x^2+2x+1, \\sin^2 x + \\cos^2 x = 1. A word
+               is text, equal only to itself ("odd" is not the product o*d*d).
+  equations    a = b equals c = d when (a-b)/(c-d) is a nonzero constant (y = 3x - 2 and
+               3x - y - 2 = 0). An assignment ("x = 3", "(a, b) = (2, 9)", "f(x) = x^2") stands for
+               its value, an answer's chain ("2 + 1 = 3") for its last value; but a bare value never
+               equals a gold equation that is not an assignment (5 is not 2a - b = 5).
+  inequalities the same up to a positive factor and direction (7 \\ge x is x \\le 7). In normal form
+               (x < c, a < x \\le b, x \\ne c) an inequality is the set it describes and equals that
+               interval or union; "2 < x + 1 < 6" is not, so echoing the question earns nothing.
   collections  tuples and intervals in order, with their brackets; sets and bare lists in any order
-               ("2; 4; 6" = "6, 4, 2", a \\pm b = "a+b, a-b"); unions and finite sets as sets;
-               matrices (pmatrix, bmatrix, array) element by element.
+               ("2; 4; 6", a \\pm b is "a+b, a-b"); unions as sets; matrices element by element.
 
 Refused, and why:
-  - anything outside the whitelist: ASCII digits and letters, a list of LaTeX commands, a few
-    operators; nothing reaches sympy but objects this file's parser built (no eval, no sympify).
-    So Arabic-Indic, fullwidth or bold digits are not digits: the whitelist is ASCII, and a
-    number must be written the way the problems write it (identical strings are still equal).
-  - answers over MAX_ANSWER_CHARS, lists over MAX_ITEMS items, numbers too large to build (huge
-    powers, factorials), nan and 1/0 (except as identical strings).
-  - whatever sympy cannot decide within GRADE_TIMEOUT seconds: SIGALRM on the main thread (the
-    caller's own timer and handler are restored afterwards), a deadline checked on every Python
-    call in other threads. grade() never raises and always returns a bool.
+  - anything outside the whitelist (ASCII digits and letters, listed LaTeX commands, a few operators):
+    only objects that this file's parser built reach sympy (no eval, no sympify). So Arabic-Indic,
+    fullwidth or bold digits are not digits: a number is written the way the problems write it
+    (identical strings are still equal).
+  - answers over MAX_ANSWER_CHARS, lists over MAX_ITEMS, numbers too big to build (huge powers,
+    factorials), nan and x/0 (except as identical strings).
+  - whatever sympy cannot decide in GRADE_TIMEOUT seconds. A watchdog thread raises GradeTimeout in
+    the grading thread (any thread), and again every 50 ms should sympy swallow it; the caller's own
+    signals and timers are never touched. grade() never raises and always returns a bool.
 """
 
+import ctypes
+import os
 import re
-import signal
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -57,57 +55,41 @@ GRADE_TIMEOUT = 1.0  # seconds of sympy work allowed per is_equiv() call (None o
 MAX_ANSWER_CHARS = 1000  # longer extracted answers are wrong by definition; bounds every regex below
 MAX_ITEMS, MAX_NEST = 100, 5  # items of a list, set, tuple or matrix; nesting of such
 MAX_TOKENS, MAX_DEPTH, MAX_POW_BITS, MAX_EXP, MAX_FACTORIAL = 300, 40, 100_000, 10_000, 1000
+_MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "frac",
+               "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"}
 
 # -----------------------------------------------------------------------------
 # extraction: find the final answer in free text
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
-_HASH_RE = re.compile(r"####\s*([^\n]*)")
+_SPACES_RE, _TOKEN_AFTER_RE = re.compile(" *"), re.compile(r"[^\s$]*")
 _SAID_RE = re.compile(r"\b(?:the\s+(?:final\s+)?answer\s+is|(?:final\s+)?answer\s*[:=])[\s*:]*", re.I)
 # a number: 1,234.5 / 12 / .5 / 3/4 / \frac{1}{2}; a minus sign only where it cannot be "a - b";
-# never an exponent or a subscript (the 2 of cm^2, x_{2})
+# never an exponent or a subscript (the 2 of cm^2 or x_{2})
 _NUMBER_RE = re.compile(r"(?<![\w)\].^])(?<![\^_]\{)(?:-\s*)?(?:\\[dt]?frac\{[0-9]+\}\{[0-9]+\}|"
                         r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?:/[0-9]+)?|\.[0-9]+)", re.A)
-_WORD_RE = re.compile(r"(?<![\\a-zA-Z])[A-Za-z]{2,}")
-_MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "frac",
-               "inf", "infty", "infinity", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh"}
-# LaTeX thousands markup: 25,\!000 / 25{,}000 / 25\,000 are 25000 (Minerva removes ,\! and {,} too)
-_THOUSANDS_MARKUP_RE = re.compile(r"(?<=[0-9])(?:,\\!|\{,\}|\\,)\s*(?=[0-9]{3}(?![0-9]))")
-# what may stand between boxes that are one list: "$ or $x=", ", ", " and ", "\quad"
-_LIST_GAP_RE = re.compile(r"(?:\s|\$|\\[()]|\\q?quad|\\text\{|\}|,|;|\band\b|\bor\b|"
+_THOUSANDS_MARKUP = r"(?<=[0-9])(?:,\\!|\{,\}|\\,)\s*(?=[0-9]{3}(?![0-9]))"  # 25,\!000 25{,}000 25\,000
+# what may stand between boxes that form one list: "$ or $x=", ", ", " and ", "\quad"
+_LIST_GAP_RE = re.compile(r"(?:\s|\$|\\[()]|\\q?quad|\\text\{|\}|[,;]|\band\b|\bor\b|"
                           r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=)*")
-
-
-def _brace_matches(text):
-    """{index of '{': index of its matching '}'} in one pass (\\{ and \\} are literal braces)."""
-    matches, stack, j = {}, [], 0
-    while j < len(text):
-        if text[j] == "\\":
-            j += 2
-            continue
-        if text[j] == "{":
-            stack.append(j)
-        elif text[j] == "}" and stack:
-            matches[stack.pop()] = j
-        j += 1
-    return matches
 
 
 def _boxes(text):
     """[(start, end, content)] of every well-formed \\boxed{..} / \\fbox{..} (also \\boxed 5)."""
-    out, matches = [], None
-    for m in _BOX_RE.finditer(text):
-        i = m.end()
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if text.startswith("{", i):
-            matches = _brace_matches(text) if matches is None else matches
-            if i in matches and text[i + 1:matches[i]].strip():
-                out.append((m.start(), matches[i] + 1, text[i + 1:matches[i]].strip()))
-        elif i > m.end():  # "\boxed 5": up to the next space or $
-            token = re.match(r"[^\s$]+", text[i:])
-            if token:
-                out.append((m.start(), i + token.end(), token.group(0)))
+    found, out, close, stack, j = list(_BOX_RE.finditer(text)), [], {}, [], 0
+    while found and j < len(text):  # one pass: each '{' -> its '}' (\{ and \} are literal braces)
+        if text[j] == "{":
+            stack.append(j)
+        elif text[j] == "}" and stack:
+            close[stack.pop()] = j
+        j += 2 if text[j] == "\\" else 1
+    for m in found:
+        i = _SPACES_RE.match(text, m.end()).end()
+        if i in close and text[i + 1:close[i]].strip():
+            out.append((m.start(), close[i] + 1, text[i + 1:close[i]].strip()))
+        elif i > m.end() and not text.startswith("{", i):  # "\boxed 5": up to the next space or $
+            token = _TOKEN_AFTER_RE.match(text, i)
+            out += [(m.start(), token.end(), token.group(0))] if token.group(0) else []
     return out
 
 
@@ -115,8 +97,7 @@ def _strip_wrappers(s, punct=".,;:!?"):
     """Remove what surrounds an answer: spaces, $..$, \\(..\\), **bold**, trailing punctuation."""
     prev = None
     while s != prev:
-        prev = s
-        s = s.strip().rstrip(punct).strip(" *")  # '*' never starts or ends an answer: markdown
+        prev, s = s, s.strip().rstrip(punct).strip(" *")  # '*' never starts or ends an answer: markdown
         for left, right in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
             if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
                 s = s[len(left):len(s) - len(right)]
@@ -128,13 +109,14 @@ def _is_bare_answer(s):
     """A short one-line text with no prose before its last number ('18 apples' yes, 'I got 18' no)."""
     if not s or len(s) > 40 or "\n" in s or _BOX_RE.search(s):
         return False
-    words = [m.start() for m in _WORD_RE.finditer(s) if m.group(0).lower() not in _MATH_WORDS]
+    words = [m.start() for m in re.finditer(r"(?<![\\a-zA-Z])[A-Za-z]{2,}", s) if m.group(0).lower()
+             not in _MATH_WORDS]
     numbers = [m.start() for m in _NUMBER_RE.finditer(s)]
     return len(words) <= 3 if not numbers else all(w > numbers[-1] for w in words)
 
 
 def _answer_span(s):
-    """After "the answer is": up to the end of the sentence; prose is cut to what it names."""
+    """After "the answer is": to the end of the sentence; prose is cut to what it names."""
     s = _strip_wrappers(re.split(r"\.\s|,\s*(?:so|because|since|which)\b", s, maxsplit=1)[0])
     if not _is_bare_answer(s):  # "The largest $n$ is 34" -> "34"
         s = _strip_wrappers(re.split(r"\s(?:is|are|equals)\s", s)[-1])
@@ -145,20 +127,19 @@ def _answer_span(s):
 
 
 def extract_answer(text):
-    """The final answer in a model's text, or None (see the module docstring for the order)."""
+    """The final answer in a model's text, or None (the module docstring gives the rules in order)."""
     if not isinstance(text, str) or not text.strip():
         return None
     text = re.sub(r"<\|[a-z_]+\|>", "\n", text)  # special tokens such as <|endoftext|> end a line
-    text = _THOUSANDS_MARKUP_RE.sub("", text)
+    text = re.sub(_THOUSANDS_MARKUP, "", text)
     boxes = _boxes(text)
     if boxes:
         k = len(boxes) - 1  # walk back over boxes that continue one list: "\boxed{3} or \boxed{-4}"
         while k and "\n\n" not in text[boxes[k - 1][1]:boxes[k][0]] and \
                 _LIST_GAP_RE.fullmatch(text[boxes[k - 1][1]:boxes[k][0]][:80]):
             k -= 1
-        items = [_strip_wrappers(c, ".,;:") for _, _, c in boxes[k:]]  # keep a factorial's '!'
-        return ", ".join(i for i in items if i) or None
-    for span in reversed(_HASH_RE.findall(text)):
+        return ", ".join(filter(None, (_strip_wrappers(c, ".,;:") for *_, c in boxes[k:]))) or None
+    for span in reversed(re.findall(r"####\s*([^\n]*)", text)):
         if _strip_wrappers(span):
             return _strip_wrappers(span)
     for m in reversed(list(_SAID_RE.finditer(text))):
@@ -180,19 +161,20 @@ _SYMBOLS = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "
             "\u221e": r"\infty ", "\u00b0": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\uff0c": ",",
             "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ",
             "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"}
-_VAR = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?"  # x, x_1, x_{12}
-# (pattern, replacement), applied in order; each line says why
-_RULES = [(re.compile(p, f), r) for p, r, f in [
+_UNIT = rf"(?!(?:{'|'.join(_MATH_WORDS)})\b)[A-Za-z]{{2,}}\.?"  # a word after a quantity, not \sin
+_TEXT = None  # the place in _RULES where \text{..}, \mathrm{..}, .. are unwrapped (_drop_text_cmds)
+# (pattern, replacement) in order; each says why
+_RULES = [(re.compile(p, f) if p else p, r) for p, r, f in [
     (r"\\[dtc]frac", r"\\frac", 0),  # \dfrac, \tfrac, \cfrac are \frac
     (r"\\(?:left|right|[bB]igg?[lr]?|displaystyle)(?![a-zA-Z])", "", 0),  # sizes only
     (r"\\begin\{(?:[pbB]?matrix|array)\}(?:\{[^{}]*\})?", r"\\matrix{", 0),  # one spelling of matrices
     (r"\\end\{(?:[pbB]?matrix|array)\}", "}", 0),
     (r"^[(\[]\s*(\\matrix\{.*\})\s*[)\]]$", r"\1", 0),  # \left[\begin{array}..\end{array}\right]
-    (r"\\\\", r"\\cr ", 0),  # matrix rows, before '\ ' (a space) is read below
-    (_THOUSANDS_MARKUP_RE.pattern, "", 0),  # 25,\!000 is 25000
+    (r"\\\\", r"\\cr ", 0),  # matrix rows; before '\ ' (a space) is read below
+    (_THOUSANDS_MARKUP, "", 0),  # 25,\!000 is 25000
     (r"\\[!,;: ]|\\q?quad(?![a-zA-Z])|~", " ", 0),  # spacing
-    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", 0),  # degrees: 90^\circ is 90
-    (r"\\?%|\\percent\b", "", 0),  # 28\% is 28 (as Math-Verify and Minerva; 0.28 is not)
+    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", 0),  # 90^\circ is 90
+    (r"\\?%|\\percent\b", "", 0),  # 28\% is 28 (as Math-Verify and Minerva decide; 0.28 is not)
     (r"\\\$|\$|\u20ac|\u00a3|\u00a5|\u20b9|\\euro\b|\\pounds\b", "", 0),  # currency
     (r"\\(?:varnothing|emptyset)(?![a-zA-Z])|\\\{\s*\\\}", r"\\emptyset", 0),  # one empty set
     (r"\\mathbb\{R\}", r"(-\\infty,\\infty)", 0),
@@ -200,24 +182,22 @@ _RULES = [(re.compile(p, f), r) for p, r, f in [
     (r"\\(?:geqslant|geq?)(?![a-zA-Z])|>=", r"\\ge ", 0),
     (r"\\neq?(?![a-zA-Z])|!=", r"\\ne ", 0), (r"\\lt(?![a-zA-Z])", "<", 0), (r"\\gt(?![a-zA-Z])", ">", 0),
     (r"\\mp(?![a-zA-Z])", r"\\pm", 0),  # a -+ b and a +- b are the same two values
-    (rf"^\s*{_VAR}\s*\\(?:in|approx)(?![a-zA-Z])\s*", "", 0),  # x \in [0, 1]; h \approx 6.5: the value
+    (r"^\s*[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*\\(?:in|approx)(?![a-zA-Z])\s*", "", 0),  # x \in S; h \approx 6.5
     (r"(?<=\S)\s*\\approx(?![a-zA-Z]).*$", "", 0),  # x = 1/3 \approx 0.33: the exact value
-]]
-_LATE_RULES = [(re.compile(p, f), r) for p, r, f in [  # after \text{..} is unwrapped
+    (_TEXT, None, 0),
+    (r"\s+", " ", 0),
     (r"(?<=[0-9)\]}])\s*,?\s*\b(?:and|or)\b\s*", ", ", 0),  # "12 and 13", "3, 5, and 7": a list
-    (r"(?:,\s*){2,}", ", ", 0),  # "19, 46, \text{ and } 82"
-    (r";", ",", 0),  # "2; 4; 6" is "2, 4, 6"
-    (r"\b(?:percent(?:age)?|pct|degrees?|dollars?|usd|cents?)$", "", re.I),
-    (r"^\(([A-Za-z])\)$", r"\1", 0),  # multiple choice '(C)' -> 'C'
-    (r"^(?:inf|infinity)$", r"\\infty", re.I),
+    (r";", ",", 0), (r"(?:,\s*){2,}", ", ", 0),  # "2; 4; 6" is "2, 4, 6"; "19, 46, \text{and} 82"
+    (r"\s*\b(?:percent(?:age)?|pct|degrees?|dollars?|usd|cents?)$", "", re.I),
+    (rf"^(.*?[0-9}})])\s*{_UNIT}(?:\s+{_UNIT})*\s*(?:\^\s*\{{?[0-9]\}}?)?$", r"\1", 0),  # 18 square meters
+    (r"^\s*\(([A-Za-z])\)\s*$", r"\1", 0),  # multiple choice '(C)' -> 'C'
+    (r"^\s*(?:inf|infinity)\s*$", r"\\infty", re.I),
     (r"\\frac\s*([0-9])\s*([0-9])", r"\\frac{\1}{\2}", 0),  # \frac12 (Hendrycks' fix_fracs)
     (r"\\frac\s*([0-9])\s*(?=\{)", r"\\frac{\1}", 0), (r"\\frac\s*(\{[^{}]*\})\s*([0-9])", r"\\frac\1{\2}", 0),
+    (r"^\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*$", lambda m: m.group(0).replace(",", ""), 0),
 ]]
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox"
                           r"|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?[0-9]\}?)?")
-# trailing unit words after a quantity: '18 square meters' -> '18' (one way to split the words)
-_UNIT_TAIL_RE = re.compile(r"^(.*?[0-9})])\s*([A-Za-z]{2,}\.?(?:\s+[A-Za-z]{2,}\.?)*)\s*(\^\s*\{?[0-9]\}?)?$")
-_THOUSANDS_RE = re.compile(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
 
 
 def _drop_text_cmds(s):
@@ -240,19 +220,11 @@ def normalize_answer(s):
     s = _strip_wrappers(str(s), ".,;:")
     for a, b in _SYMBOLS.items():
         s = s.replace(a, b)
-    boxes = _boxes(s)
-    if boxes and s.startswith(("\\boxed", "\\fbox")):
-        s = boxes[-1][2]
+    boxes = _boxes(s) if s.startswith(("\\boxed", "\\fbox")) else []
+    s = boxes[-1][2] if boxes else s
     for pattern, repl in _RULES:
-        s = pattern.sub(repl, s)
-    s = " ".join(_drop_text_cmds(s).split())
-    for pattern, repl in _LATE_RULES:
-        s = pattern.sub(repl, s).strip()
-    m = _UNIT_TAIL_RE.match(s)
-    if m and not any(w.lower().rstrip(".") in _MATH_WORDS for w in m.group(2).split()):
-        s = m.group(1)
-    s = _strip_wrappers(s, ".,;:")
-    return s.replace(",", "") if _THOUSANDS_RE.match(s) else s
+        s = _drop_text_cmds(s) if pattern is _TEXT else pattern.sub(repl, s)
+    return _strip_wrappers(s, ".,;:")
 
 
 def _key(s):
@@ -262,58 +234,31 @@ def _key(s):
 
 
 # -----------------------------------------------------------------------------
-# exact numbers: the fast path (no sympy) for integers, decimals, fractions, mixed, 1e3
+# exact numbers: the fast path (no sympy) for integers, decimals, fractions, mixed numbers, 1e3
 
 _NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits only: Fraction() would read any Unicode digit
-_RE_PLAIN = re.compile(rf"([+-]?)\s*({_NUM})")
-_RE_SCI = re.compile(rf"([+-]?)\s*({_NUM})(?:[eE]([+-]?[0-9]+)|\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*"
-                     rf"(?:\{{\s*([+-]?[0-9]+)\s*\}}|([+-]?[0-9])))")
-_RE_SLASH = re.compile(rf"([+-]?)\s*({_NUM})\s*/\s*({_NUM})")
-_RE_TEXFRAC = re.compile(rf"([+-]?)\s*\\frac\s*\{{\s*([+-]?)\s*({_NUM})\s*\}}\s*\{{\s*({_NUM})\s*\}}")
-_RE_MIXED = re.compile(r"([+-]?)\s*([0-9]+)\s+([0-9]+)\s*/\s*([0-9]+)|"
-                       r"([+-]?)\s*([0-9]+)\s*\\frac\s*\{([0-9]+)\}\s*\{([0-9]+)\}")
+_TEXFRAC_RE = re.compile(rf"\\frac\s*\{{\s*([+-]?)\s*({_NUM})\s*\}}\s*\{{\s*({_NUM})\s*\}}")  # -> ' a/b'
+_TIMES_TEN_RE = re.compile(r"\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*(?:\{\s*([+-]?[0-9]+)\s*\}|([+-]?[0-9]))$")
+# sign(s), whole part of a mixed number, numerator or decimal, denominator, exponent
+_NUMBER_FORM = re.compile(rf"([+-]?\s*[+-]?)\s*(?:([0-9]+)\s+)?({_NUM})(?:\s*/\s*({_NUM}))?(?:[eE]([+-]?[0-9]+))?")
 
 
 def to_number(s):
     """(Fraction, decimals) if s is a plain number, else None. decimals: digits after the point
-    when s is written as a decimal (it decides the rounding tolerance), else None."""
-    s = s.strip()
+    when s is written as a decimal (they decide the rounding tolerance), else None."""
     if len(s) > 200:
         return None
-    m = _RE_PLAIN.fullmatch(s)
-    if m:
-        v = Fraction(m.group(2))
-        return (-v if m.group(1) == "-" else v), (len(m.group(2).split(".")[1]) if "." in m.group(2) else None)
-    m = _RE_SCI.fullmatch(s)
-    if m:
-        exp = int(m.group(3) or m.group(4) or m.group(5))
-        if abs(exp) > MAX_EXP:
-            return None
-        v = Fraction(m.group(2)) * Fraction(10) ** exp
-        return (-v if m.group(1) == "-" else v), None
-    m = _RE_SLASH.fullmatch(s) or _RE_TEXFRAC.fullmatch(s)
-    if m:
-        g = m.groups()
-        num, den = Fraction(g[-2]), Fraction(g[-1])
-        neg = (g[0] == "-") != (len(g) == 4 and g[1] == "-")
-        return ((-num / den if neg else num / den), None) if den else None
-    m = _RE_MIXED.fullmatch(s)
-    if m:
-        sign, whole, num, den = m.groups()[:4] if m.group(2) else m.groups()[4:]  # 1 1/2 or 1\frac{1}{2}
-        if int(den) == 0 or int(num) >= int(den):  # only proper fractions form a mixed number
-            return None
-        v = int(whole) + Fraction(int(num), int(den))
-        return (-v if sign == "-" else v), None
-    return None
-
-
-def _terminates(q):
-    """True iff the rational q has a finite decimal expansion."""
-    d = q.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+    s = _TIMES_TEN_RE.sub(lambda m: "e" + (m.group(1) or m.group(2)), _TEXFRAC_RE.sub(r" \1\2/\3", s))
+    m = _NUMBER_FORM.fullmatch(s.strip())
+    if not m:
+        return None
+    sign, whole, num, den, exp = m.groups()
+    if (whole and not (den and num.isdigit() and den.isdigit() and int(num) < int(den))) or \
+            (den and not float(den)) or abs(int(exp or 0)) > MAX_EXP:  # mixed: a proper fraction only
+        return None
+    v = (int(whole or 0) + Fraction(num) / Fraction(den or 1)) * Fraction(10) ** int(exp or 0)
+    decimals = len(num.split(".")[1]) if "." in num and not den and not exp else None
+    return (-v if sign.count("-") % 2 else v), decimals
 
 
 def _rounds_to(dec, decimals, exact):
@@ -330,6 +275,15 @@ def _decimal_matches(dec, exact, gold_is_decimal):
     return (gold_is_decimal or (dec[1] or 0) >= 6) and _rounds_to(dec[0], dec[1], exact)
 
 
+def _terminates(q):
+    """True iff the rational q has a finite decimal expansion (its denominator is 2^a 5^b)."""
+    d = q.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
 def _numbers_equal(p, g):
     (x, _), (y, _) = p, g
     return x == y or (not _terminates(y) and _decimal_matches(p, y, False)) or \
@@ -343,73 +297,65 @@ class GradeTimeout(BaseException):
     """Time is up. A BaseException, so that no `except Exception` inside sympy swallows it."""
 
 
-_alarm = {}  # while grade()'s SIGALRM timer runs: the caller's handler and timer, to give back
-_local = threading.local()  # .busy: a limit is already running in this thread
+_watch = {"cond": threading.Condition(), "thread": None, "deadlines": {}}  # thread id -> deadline
+os.register_at_fork(after_in_child=lambda: _watch.update(cond=threading.Condition(), thread=None, deadlines={}))
 
 
-def _on_alarm(signum, frame):
-    if _alarm.pop("live", False):  # once: a signal that arrives during cleanup is ignored
-        raise GradeTimeout()
+def _raise_in(thread_id, exc):
+    """Raise exc in that thread at its next bytecode (None: forget one not yet raised)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
-def _disarm():
-    """Stop grade()'s timer, give the caller back its handler and what is left of its own timer.
-    Idempotent: if the alarm interrupts this very function, the caller calls it again."""
-    if _alarm:
-        signal.setitimer(signal.ITIMER_REAL, 0)  # first, so the default action (exit) can never run
-        _alarm.pop("live", None)
-        signal.signal(signal.SIGALRM, _alarm["handler"])
-        left, interval = _alarm["timer"]
-        if left:  # a caller's deadline that passed meanwhile fires right away
-            signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - _alarm["t0"]), 1e-6), interval)
-        _alarm.clear()
+def _watchdog():
+    with _watch["cond"]:
+        while True:
+            now = time.monotonic()
+            for thread_id, deadline in list(_watch["deadlines"].items()):
+                if now >= deadline:
+                    _raise_in(thread_id, GradeTimeout)
+                    _watch["deadlines"][thread_id] = now + 0.05  # again, should it be swallowed
+            _watch["cond"].wait(min(_watch["deadlines"].values(), default=now + 3600) - now)
 
 
 @contextmanager
 def time_limit(seconds):
-    """Raise GradeTimeout after `seconds`: SIGALRM in the main thread (no cost), elsewhere a trace
-    function that checks the clock on every Python call (sympy is Python: 2-3x slower, but bounded)."""
-    if not seconds or getattr(_local, "busy", False):
+    """Raise GradeTimeout in this thread after `seconds` (a no-op inside another time_limit)."""
+    me, w = threading.get_ident(), _watch
+    if not seconds or me in w["deadlines"]:
         yield
         return
-    _local.busy = True
+    with w["cond"]:
+        if w["thread"] is None or not w["thread"].is_alive():
+            w["thread"] = threading.Thread(target=_watchdog, name="grader-watchdog", daemon=True)
+            w["thread"].start()
+        w["deadlines"][me] = time.monotonic() + seconds
+        w["cond"].notify()
     try:
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-            left, interval = signal.getitimer(signal.ITIMER_REAL)
-            _alarm.update(handler=signal.signal(signal.SIGALRM, _on_alarm), timer=(left, interval),
-                          t0=time.monotonic(), live=True)
-            signal.setitimer(signal.ITIMER_REAL, min(seconds, left) if left else seconds)
-            try:
-                yield
-            finally:
-                _disarm()
-        else:
-            deadline, old = time.monotonic() + seconds, sys.gettrace()
-
-            def check(frame, event, arg):
-                if time.monotonic() > deadline:
-                    raise GradeTimeout()
-            sys.settrace(check)
-            try:
-                yield
-            finally:
-                sys.settrace(old)
+        yield
     finally:
-        _local.busy = False
+        while True:  # a GradeTimeout may land in here too: repeat until none can come any more
+            try:
+                with w["cond"]:
+                    w["deadlines"].pop(me, None)
+                    _raise_in(me, None)
+                break
+            except GradeTimeout:
+                pass
 
 
 # -----------------------------------------------------------------------------
 # a small LaTeX / plain-math parser that builds sympy objects (the only road into sympy)
 
-_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|(\\[a-zA-Z]+)|([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-          "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi",
-          "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma",
-          "Phi", "Psi", "Omega"}
+_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|\\([a-zA-Z]+)|([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
+          "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
 _FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc", "arcsin": "asin",
           "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "log": "log",
           "ln": "log", "exp": "exp", "sqrt": "sqrt"}  # name -> sympy function
 _INVERSE = {"sin": "asin", "cos": "acos", "tan": "atan"}  # \sin^{-1} x is arcsin x
+_ALIASES = {"cdot": "*", "times": "*", "div": "/", "pi": "\\pi", "infty": "\\infty", "inf": "\\infty",
+            "infinity": "\\infty"}
 
 
 class ParseError(Exception):
@@ -417,180 +363,147 @@ class ParseError(Exception):
 
 
 def _tokenize(s):
-    """Whitelist: numbers, single-letter variables, known commands and functions, a few operators."""
+    """Whitelist: numbers (Fraction), one-letter variables ('xy' is x*y), '\\name' for the listed
+    commands and functions, one-character operators. Anything else is refused."""
     tokens, pos, s = [], 0, s.rstrip()
     while pos < len(s):
         m = _TOKEN_RE.match(s, pos)
-        if not m:
-            raise ParseError(f"unexpected character {s[pos]!r}")
-        pos = m.end()
-        num, cmd, word, op = m.groups()
-        name = (cmd or "\\")[1:] or word
-        if num is not None:
-            tokens.append(("num", Fraction(num)))
-        elif name in ("cdot", "times", "div"):
-            tokens.append(("op", "/" if name == "div" else "*"))
-        elif name in _FUNCS or name in ("pi", "infty") or (cmd and (name in _GREEK or name == "frac")):
-            tokens.append(("name", name))
-        elif word in ("inf", "infinity"):
-            tokens.append(("name", "infty"))
+        if not m or len(tokens) > MAX_TOKENS:
+            raise ParseError(f"refused at {s[pos:pos + 10]!r}")
+        pos, (num, cmd, word, op) = m.end(), m.groups()
+        if num:
+            tokens.append(Fraction(num))
+        elif (cmd or word) in _ALIASES:
+            tokens.append(_ALIASES[cmd or word])
+        elif (cmd in _FUNCS or cmd in _GREEK or cmd == "frac") or word in _FUNCS:
+            tokens.append("\\" + (cmd or word))
         elif cmd:
-            raise ParseError(f"command {cmd} not allowed")
-        elif word:  # 'xy' is x*y
-            tokens.extend(("var", c) for c in word)
+            raise ParseError(f"command \\{cmd} not allowed")
         else:
-            tokens.append(("op", op))
-        if len(tokens) > MAX_TOKENS:
-            raise ParseError("too long")
+            tokens += list(word) if word else [op]
     return tokens
 
 
 class _Parser:
-    """Recursive descent: expr := term (+|- term)*; term := unary ((*|/)? unary)*;
-    unary := -unary | power; power := postfix (^ unary)?; postfix := atom !*."""
+    """Precedence climbing. Levels: 1 + -, 2 * / and implicit products (2x, x(x+1)), 3 unary minus,
+    4 ^ (right to left); ! binds to what precedes it; brackets, \\frac, \\sqrt and functions are atoms."""
 
-    def __init__(self, tokens):
+    def __init__(self, s):
         import sympy
-        self.sp, self.toks, self.i, self.depth = sympy, tokens, 0, 0
+        self.sp, self.toks, self.i, self.depth = sympy, _tokenize(s), 0, 0
 
     def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
+        return self.toks[self.i] if self.i < len(self.toks) else None
 
-    def take(self, kind=None, value=None):
+    def take(self, want=None):
         tok = self.peek()
-        if tok[0] is None or (kind and tok[0] != kind) or (value is not None and tok[1] != value):
-            raise ParseError(f"expected {value or kind}, got {tok[1]!r}")
+        if tok is None or (want is not None and tok != want):
+            raise ParseError(f"expected {want!r}, got {tok!r}")
         self.i += 1
         return tok
 
-    def at(self, kind, value=None):
-        tok = self.peek()
-        return tok[0] == kind and (value is None or tok[1] == value)
-
     def parse(self):
-        e = self.expr()
-        if self.i != len(self.toks):
-            raise ParseError(f"trailing {self.peek()[1]!r}")
+        e = self.expr(0)
+        if self.peek() is not None:
+            raise ParseError(f"trailing {self.peek()!r}")
         return e
 
-    def expr(self):
+    def expr(self, level):
+        """An expression of the operators that bind tighter than `level`."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ParseError("too deep")
-        e = self.term()
-        while self.at("op", "+") or self.at("op", "-"):
-            op, t = self.take()[1], self.term()
-            e = e + t if op == "+" else e - t
-        self.depth -= 1
-        return e
-
-    def term(self):
-        e = self.unary()
+        t = self.take()
+        e = -self.expr(3) if t == "-" else self.expr(3) if t == "+" else self.atom(t)
         while True:
-            if self.at("op", "*") or self.at("op", "/"):
-                op, f = self.take()[1], self.unary()
-                e = e * f if op == "*" else e / f
-            elif self.peek()[0] in ("num", "var", "name") or self.at("op", "(") or self.at("op", "{"):
-                if self.at("num") and self.toks[self.i - 1][0] == "num":  # implicit product: 2x, x(x+1)
+            t = self.peek()
+            if t == "!":
+                self.take()
+                if e.is_Integer and e > MAX_FACTORIAL:
+                    raise ParseError("factorial too big")
+                e = self.sp.factorial(e)
+            elif t in ("+", "-") and level < 1:
+                self.take()
+                e = e + self.expr(1) if t == "+" else e - self.expr(1)
+            elif t in ("*", "/") and level < 2:
+                self.take()
+                e = e * self.expr(2) if t == "*" else e / self.expr(2)
+            elif t == "^" and level < 4:
+                self.take()
+                e = _safe_pow(e, self.expr(3))
+            elif level < 2 and t is not None and (isinstance(t, Fraction) or t[0].isalpha() or t[0] in "\\({"):
+                if isinstance(t, Fraction) and isinstance(self.toks[self.i - 1], Fraction):
                     raise ParseError("two numbers in a row")
-                e = e * self.power()
+                e = e * self.expr(2)
             else:
+                self.depth -= 1
                 return e
 
-    def unary(self):
-        if self.at("op", "-") or self.at("op", "+"):
-            return -self.unary() if self.take()[1] == "-" else self.unary()
-        return self.power()
+    def arg(self):
+        """A LaTeX argument: {expr} or a single atom (\\frac12 was expanded by normalize_answer)."""
+        return self.atom(self.take())
 
-    def power(self):
-        base = self.postfix()
-        if self.at("op", "^"):
-            self.take()
-            return _safe_pow(base, self.unary())
-        return base
-
-    def postfix(self):
-        e = self.atom()
-        while self.at("op", "!"):
-            self.take()
-            if e.is_Integer and e > MAX_FACTORIAL:
-                raise ParseError("factorial too big")
-            e = self.sp.factorial(e)
-        return e
-
-    def group(self):
-        """A LaTeX argument: {expr}, or a single atom (\\frac12 was expanded by normalize)."""
-        if self.at("op", "{"):
-            self.take()
-            e = self.expr()
-            self.take("op", "}")
-            return e
-        return self.atom()
-
-    def atom(self):
+    def atom(self, t):
         sp = self.sp
-        kind, v = self.take()
-        if kind == "num":
-            return sp.Rational(v.numerator, v.denominator)
-        if kind == "var":
-            if self.at("op", "_"):  # x_1, x_{12}
+        if isinstance(t, Fraction):
+            return sp.Rational(t.numerator, t.denominator)
+        if t in ("(", "{", "[", "|"):
+            e = self.expr(0)
+            self.take({"(": ")", "{": "}", "[": "]", "|": "|"}[t])
+            return sp.Abs(e) if t == "|" else e
+        if t[0].isalpha():  # a variable: x, x_1, x_{12}
+            if self.peek() == "_":
                 self.take()
-                sub = [self.take()] if not self.at("op", "{") else None
-                if sub is None:
+                sub = self.take()
+                if sub == "{":
+                    sub = ""
+                    while self.peek() != "}":
+                        sub += str(self.take())
                     self.take()
-                    sub = []
-                    while not self.at("op", "}"):
-                        sub.append(self.take())
-                    self.take()
-                if not sub or any(k not in ("num", "var") for k, _ in sub):
+                if not re.fullmatch(r"[A-Za-z0-9]+", str(sub)):
                     raise ParseError("bad subscript")
-                v += "_" + "".join(str(w) for _, w in sub)
-            return sp.E if v == "e" else sp.Symbol(v)
-        if kind == "op" and v in "({[|":
-            e = self.expr()
-            self.take("op", {"(": ")", "{": "}", "[": "]", "|": "|"}[v])
-            return sp.Abs(e) if v == "|" else e
-        if kind != "name":
-            raise ParseError(f"unexpected {v!r}")
-        if v in ("pi", "infty") or v in _GREEK:
-            return {"pi": sp.pi, "infty": sp.oo}.get(v) or sp.Symbol(v)
-        if v == "frac":
-            num = self.group()
-            return num / self.group()
-        if v == "sqrt" and self.at("op", "["):  # \sqrt[3]{x}
+                t += "_" + str(sub)
+            return sp.E if t == "e" else sp.Symbol(t)
+        if t in ("\\pi", "\\infty"):
+            return sp.pi if t == "\\pi" else sp.oo
+        if t[0] != "\\":
+            raise ParseError(f"unexpected {t!r}")
+        name = t[1:]
+        if name in _GREEK:
+            return sp.Symbol(name)
+        if name == "frac":
+            return self.arg() / self.arg()
+        if name == "sqrt" and self.peek() == "[":  # \sqrt[3]{x}
             self.take()
-            n = self.expr()
-            self.take("op", "]")
-            return _safe_pow(self.group(), 1 / n)
+            n = self.expr(0)
+            self.take("]")
+            return _safe_pow(self.arg(), 1 / n)
         base = power = None
-        if v == "log" and self.at("op", "_"):  # \log_2 8
+        if name == "log" and self.peek() == "_":  # \log_2 8
             self.take()
-            base = self.group()
-        if v != "sqrt" and self.at("op", "^"):  # \sin^2 x is (sin x)^2
+            base = self.arg()
+        if name != "sqrt" and self.peek() == "^":  # \sin^2 x is (sin x)^2
             self.take()
-            power = self.group()
-        # \sin{x}, \sin(x)^2 = (sin x)^2, \sin x^2 = sin(x^2)
-        arg = self.group() if self.at("op", "{") or self.at("op", "(") else self.power()
-        if power == -1 and v in _INVERSE:
-            return getattr(sp, _INVERSE[v])(arg)
-        e = sp.log(arg, base) if base is not None else getattr(sp, _FUNCS[v])(arg)
+            power = self.arg()
+        arg = self.arg() if self.peek() in ("{", "(") else self.expr(3)  # \sin x^2 is sin(x^2)
+        if power == -1 and name in _INVERSE:
+            return getattr(sp, _INVERSE[name])(arg)
+        e = sp.log(arg, base) if base is not None else getattr(sp, _FUNCS[name])(arg)
         return e if power is None else _safe_pow(e, power)
-
 
 def _safe_pow(base, exp):
     """base**exp, refusing powers whose exact value would be astronomically large."""
     if exp.is_Number and abs(exp) > MAX_EXP and not (base.is_Number and abs(base) <= 1):
         raise ParseError("exponent too big")
     if base.is_Rational and exp.is_Rational and base != 0:
-        size = max(abs(base.p.bit_length() - base.q.bit_length()), 1)
-        if abs(exp) * size > MAX_POW_BITS:
+        if abs(exp) * max(abs(base.p.bit_length() - base.q.bit_length()), 1) > MAX_POW_BITS:
             raise ParseError("power too big")
     return base ** exp
 
 
 def to_sympy(s):
     """Parse a normalised answer into a sympy expression (raises ParseError on anything else)."""
-    return _Parser(_tokenize(s)).parse()
+    return _Parser(s).parse()
 
 
 def _sym(s):
@@ -843,7 +756,6 @@ def _equal(p, g, depth=0):
 
 def is_equiv(pred, gold, timeout=None):
     """True iff the answer string `pred` equals the reference `gold` (both already extracted)."""
-    owns_timer = not getattr(_local, "busy", False)  # inside a caller's time_limit: leave its timer alone
     try:
         if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return False  # no real answer is that long; it bounds every regex and parse below
@@ -859,9 +771,6 @@ def is_equiv(pred, gold, timeout=None):
             return bool(_equal(p, g))
     except (Exception, GradeTimeout):  # a grader never crashes the trainer: anything else is "not equal"
         return False
-    finally:
-        if owns_timer:
-            _disarm()  # no-op unless the alarm cut time_limit's own cleanup short
 
 
 def grade(text, gold, timeout=None):

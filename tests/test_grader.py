@@ -317,19 +317,18 @@ def test_unordered_50_items_do_not_time_out():
 
 
 def test_caller_alarm_survives_grade():
+    """grade() leaves the caller's SIGALRM timer and handler alone (it used to cancel them)."""
     fired = []
-    old = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
+    old = signal.signal(signal.SIGALRM, lambda *_: fired.append(time.perf_counter()))
     try:
         signal.setitimer(signal.ITIMER_REAL, 30)  # a caller's own timer, far away
         assert grade("\\boxed{x^2+2x+1}", "(x+1)^2") is True
         assert grade("\\boxed{(x+1)^{9000} - (x-1)^{9000}}", "1", timeout=0.2) is False  # our limit fires
-        left = signal.getitimer(signal.ITIMER_REAL)[0]
-        assert 25 < left <= 30 and signal.getsignal(signal.SIGALRM) is not None and not fired
+        assert 25 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30 and not fired
         signal.setitimer(signal.ITIMER_REAL, 0.2)  # a caller's timer that runs out during grade()
         t0 = time.perf_counter()
-        assert is_equiv("(x+1)^{9000} - (x-1)^{9000}", "1", timeout=5) is False
-        time.sleep(0.01)
-        assert fired == [1] and time.perf_counter() - t0 < 1.5  # it cut our work short and still fired
+        assert is_equiv("(x+1)^{9000} - (x-1)^{9000}", "1", timeout=1.0) is False
+        assert len(fired) == 1 and fired[0] - t0 < 0.5 and time.perf_counter() - t0 < 2.5  # on time, once
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
