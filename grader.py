@@ -1,46 +1,42 @@
 """
 The grader: extract_answer(text) finds the final answer in a model's text, is_equiv(answer, gold)
-decides whether two answers are equal, grade(text, gold) does both. It is the RL reward and the judge
-of every reported number, so it is strict, fast, and never executes model text.
+decides whether two answers are equal, grade(text, gold) does both. It is the RL reward and the
+judge of every reported number, so it is strict, fast, and never executes model text.
 
-Extraction, the first rule that finds something wins:
-  1. \\boxed{..} / \\fbox{..}: the last one, since a later box corrects an earlier one; but boxes that
-     form one list in one sentence are the answer together ("$x=\\boxed{3}$ or $x=\\boxed{-4}$").
-  2. the text after the last "####" (GSM8K's format).
-  3. the text after the last "the (final) answer is" / "answer:", to the end of its sentence (so
-     Minerva's "Final Answer: The final answer is X. I hope it is correct." gives X).
-  4. the whole text when it is a short bare answer ("42", "x = 3", "18 apples").
-  5. the last number in the text, never an exponent ("48 cm^2" gives 48): a trace that just stops
-     at its result is still graded on that result.
+Extraction, the first rule that finds something wins: (1) \\boxed{..} or \\fbox{..}: the last box,
+as a later box corrects an earlier one, unless the last boxes form one list in one sentence
+("$x=\\boxed{3}$ or $x=\\boxed{-4}$"); (2) what follows the last "####" (GSM8K); (3) what follows
+the last "the (final) answer is" or "answer:", to the end of its sentence (Minerva's "Final
+Answer: The final answer is X. I hope it is correct." gives X); (4) the whole text when it is a
+short bare answer ("42", "x = 3", "18 apples"); (5) the last number, never an exponent ("48 cm^2").
 
-Equal means, by kind of answer, after normalize_answer removed what is only spelling ($, \\text,
+Equal, by kind of answer, once normalize_answer has removed what is only spelling ($, \\text,
 \\left, \\dfrac, thousands separators, currency, %, degrees, unit words, "x \\in", "h \\approx"):
-  numbers      the same rational: 0.5 = 1/2 = \\frac{1}{2} = 1\\frac{1}{2} - 1. A decimal stands for a
-               value that does not terminate only where the gold is that decimal (gold 0.333, answer
-               1/3) or where it has 6+ decimals (Math-Verify's default precision): 0.67 is not 2/3
-               and 1.41 is not sqrt(2), as every public grader decides.
-  expressions  the difference simplifies to 0: (x+1)^2 = x^2+2x+1, \\sin^2 x + \\cos^2 x = 1. A word
-               is text, equal only to itself ("odd" is not the product o*d*d).
-  equations    a = b equals c = d when (a-b)/(c-d) is a nonzero constant (y = 3x - 2 and
-               3x - y - 2 = 0). An assignment ("x = 3", "(a, b) = (2, 9)", "f(x) = x^2") stands for
-               its value, an answer's chain ("2 + 1 = 3") for its last value; but a bare value never
-               equals a gold equation that is not an assignment (5 is not 2a - b = 5).
-  inequalities the same up to a positive factor and direction (7 \\ge x is x \\le 7). In normal form
-               (x < c, a < x \\le b, x \\ne c) an inequality is the set it describes and equals that
-               interval or union; "2 < x + 1 < 6" is not, so echoing the question earns nothing.
-  collections  tuples and intervals in order, with their brackets; sets and bare lists in any order
-               ("2; 4; 6", a \\pm b is "a+b, a-b"); unions as sets; matrices element by element.
+- numbers: the same rational (0.5 = 1/2 = \\frac{1}{2}). A decimal stands for a value that does
+  not terminate only where the gold is that decimal (gold 0.333, answer 1/3) or where it has 6+
+  decimals (Math-Verify's default precision): 0.67 is not 2/3 and 1.41 is not sqrt(2).
+- expressions: the difference simplifies to 0 ((x+1)^2 = x^2+2x+1, \\sin^2 x + \\cos^2 x = 1). A
+  word is text, equal only to itself ("odd" is not the product o*d*d).
+- equations: a = b equals c = d when (a-b)/(c-d) is a nonzero constant (y = 3x - 2 and
+  3x - y - 2 = 0). An assignment ("x = 3", "(a, b) = (2, 9)", "f(x) = x^2") stands for its value,
+  an answer's chain ("2 + 1 = 3") for its last value; but a bare value never equals a gold
+  equation that is not an assignment (5 is not 2a - b = 5).
+- inequalities: the same up to a positive factor and direction (7 \\ge x is x \\le 7). In normal
+  form (x < c, a < x \\le b, x \\ne c) one is the set it describes and equals that interval or
+  union; "2 < x + 1 < 6" is not, so echoing the question earns nothing.
+- collections: tuples and intervals in order with their brackets; sets and bare lists in any
+  order ("2; 4; 6"; a \\pm b is "a+b, a-b"); unions as sets; matrices element by element.
 
 Refused, and why:
-  - anything outside the whitelist (ASCII digits and letters, listed LaTeX commands, a few operators):
-    only objects that this file's parser built reach sympy (no eval, no sympify). So Arabic-Indic,
-    fullwidth or bold digits are not digits: a number is written the way the problems write it
-    (identical strings are still equal).
-  - answers over MAX_ANSWER_CHARS, lists over MAX_ITEMS, numbers too big to build (huge powers,
-    factorials), nan and x/0 (except as identical strings).
-  - whatever sympy cannot decide in GRADE_TIMEOUT seconds. A watchdog thread raises GradeTimeout in
-    the grading thread (any thread), and again every 50 ms should sympy swallow it; the caller's own
-    signals and timers are never touched. grade() never raises and always returns a bool.
+- anything outside the whitelist (ASCII digits and letters, listed LaTeX commands, a few
+  operators): only objects that this file's parser built reach sympy (no eval, no sympify). So
+  Arabic-Indic, fullwidth or bold digits are not digits: a number is written as the problems write
+  it (identical strings are still equal).
+- answers over MAX_ANSWER_CHARS, lists over MAX_ITEMS, numbers too big to build (huge powers,
+  factorials), nan and x/0 (except as identical strings).
+- whatever sympy cannot decide in GRADE_TIMEOUT seconds: a watchdog thread raises GradeTimeout in
+  the grading thread (any thread), again every 50 ms should sympy swallow it; the caller's own
+  signals and timers are never touched. grade() never raises and always returns a bool.
 """
 
 import ctypes
@@ -50,6 +46,7 @@ import threading
 import time
 from contextlib import contextmanager
 from fractions import Fraction
+from itertools import accumulate
 
 GRADE_TIMEOUT = 1.0  # seconds of sympy work allowed per is_equiv() call (None or 0: no limit)
 MAX_ANSWER_CHARS = 1000  # longer extracted answers are wrong by definition; bounds every regex below
@@ -62,7 +59,6 @@ _MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "cot", "sec", "csc", "log", "l
 # extraction: find the final answer in free text
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
-_SPACES_RE, _TOKEN_AFTER_RE = re.compile(" *"), re.compile(r"[^\s$]*")
 _SAID_RE = re.compile(r"\b(?:the\s+(?:final\s+)?answer\s+is|(?:final\s+)?answer\s*[:=])[\s*:]*", re.I)
 # a number: 1,234.5 / 12 / .5 / 3/4 / \frac{1}{2}; a minus sign only where it cannot be "a - b";
 # never an exponent or a subscript (the 2 of cm^2 or x_{2})
@@ -84,11 +80,11 @@ def _boxes(text):
             close[stack.pop()] = j
         j += 2 if text[j] == "\\" else 1
     for m in found:
-        i = _SPACES_RE.match(text, m.end()).end()
+        i = re.compile(" *").match(text, m.end()).end()
         if i in close and text[i + 1:close[i]].strip():
             out.append((m.start(), close[i] + 1, text[i + 1:close[i]].strip()))
         elif i > m.end() and not text.startswith("{", i):  # "\boxed 5": up to the next space or $
-            token = _TOKEN_AFTER_RE.match(text, i)
+            token = re.compile(r"[^\s$]*").match(text, i)
             out += [(m.start(), token.end(), token.group(0))] if token.group(0) else []
     return out
 
@@ -109,8 +105,8 @@ def _is_bare_answer(s):
     """A short one-line text with no prose before its last number ('18 apples' yes, 'I got 18' no)."""
     if not s or len(s) > 40 or "\n" in s or _BOX_RE.search(s):
         return False
-    words = [m.start() for m in re.finditer(r"(?<![\\a-zA-Z])[A-Za-z]{2,}", s) if m.group(0).lower()
-             not in _MATH_WORDS]
+    words = [m.start() for m in re.finditer(r"(?<![\\a-zA-Z])[A-Za-z]{2,}", s)
+             if m.group(0).lower() not in _MATH_WORDS]
     numbers = [m.start() for m in _NUMBER_RE.finditer(s)]
     return len(words) <= 3 if not numbers else all(w > numbers[-1] for w in words)
 
@@ -162,57 +158,43 @@ _SYMBOLS = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "
             "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ",
             "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"}
 _UNIT = rf"(?!(?:{'|'.join(_MATH_WORDS)})\b)[A-Za-z]{{2,}}\.?"  # a word after a quantity, not \sin
-_TEXT = None  # the place in _RULES where \text{..}, \mathrm{..}, .. are unwrapped (_drop_text_cmds)
-# (pattern, replacement) in order; each says why
-_RULES = [(re.compile(p, f) if p else p, r) for p, r, f in [
-    (r"\\[dtc]frac", r"\\frac", 0),  # \dfrac, \tfrac, \cfrac are \frac
-    (r"\\(?:left|right|[bB]igg?[lr]?|displaystyle)(?![a-zA-Z])", "", 0),  # sizes only
-    (r"\\begin\{(?:[pbB]?matrix|array)\}(?:\{[^{}]*\})?", r"\\matrix{", 0),  # one spelling of matrices
-    (r"\\end\{(?:[pbB]?matrix|array)\}", "}", 0),
-    (r"^[(\[]\s*(\\matrix\{.*\})\s*[)\]]$", r"\1", 0),  # \left[\begin{array}..\end{array}\right]
-    (r"\\\\", r"\\cr ", 0),  # matrix rows; before '\ ' (a space) is read below
-    (_THOUSANDS_MARKUP, "", 0),  # 25,\!000 is 25000
-    (r"\\[!,;: ]|\\q?quad(?![a-zA-Z])|~", " ", 0),  # spacing
-    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![a-zA-Z])|\\degree(?![a-zA-Z])", "", 0),  # 90^\circ is 90
-    (r"\\?%|\\percent\b", "", 0),  # 28\% is 28 (as Math-Verify and Minerva decide; 0.28 is not)
-    (r"\\\$|\$|\u20ac|\u00a3|\u00a5|\u20b9|\\euro\b|\\pounds\b", "", 0),  # currency
-    (r"\\(?:varnothing|emptyset)(?![a-zA-Z])|\\\{\s*\\\}", r"\\emptyset", 0),  # one empty set
-    (r"\\mathbb\{R\}", r"(-\\infty,\\infty)", 0),
-    (r"\\(?:leqslant|leq?)(?![a-zA-Z])|<=", r"\\le ", 0),  # one spelling per relation
-    (r"\\(?:geqslant|geq?)(?![a-zA-Z])|>=", r"\\ge ", 0),
-    (r"\\neq?(?![a-zA-Z])|!=", r"\\ne ", 0), (r"\\lt(?![a-zA-Z])", "<", 0), (r"\\gt(?![a-zA-Z])", ">", 0),
-    (r"\\mp(?![a-zA-Z])", r"\\pm", 0),  # a -+ b and a +- b are the same two values
-    (r"^\s*[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*\\(?:in|approx)(?![a-zA-Z])\s*", "", 0),  # x \in S; h \approx 6.5
-    (r"(?<=\S)\s*\\approx(?![a-zA-Z]).*$", "", 0),  # x = 1/3 \approx 0.33: the exact value
-    (_TEXT, None, 0),
-    (r"\s+", " ", 0),
-    (r"(?<=[0-9)\]}])\s*,?\s*\b(?:and|or)\b\s*", ", ", 0),  # "12 and 13", "3, 5, and 7": a list
-    (r";", ",", 0), (r"(?:,\s*){2,}", ", ", 0),  # "2; 4; 6" is "2, 4, 6"; "19, 46, \text{and} 82"
-    (r"\s*\b(?:percent(?:age)?|pct|degrees?|dollars?|usd|cents?)$", "", re.I),
-    (rf"^(.*?[0-9}})])\s*{_UNIT}(?:\s+{_UNIT})*\s*(?:\^\s*\{{?[0-9]\}}?)?$", r"\1", 0),  # 18 square meters
-    (r"^\s*\(([A-Za-z])\)\s*$", r"\1", 0),  # multiple choice '(C)' -> 'C'
-    (r"^\s*(?:inf|infinity)\s*$", r"\\infty", re.I),
-    (r"\\frac\s*([0-9])\s*([0-9])", r"\\frac{\1}{\2}", 0),  # \frac12 (Hendrycks' fix_fracs)
-    (r"\\frac\s*([0-9])\s*(?=\{)", r"\\frac{\1}", 0), (r"\\frac\s*(\{[^{}]*\})\s*([0-9])", r"\\frac\1{\2}", 0),
-    (r"^\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*$", lambda m: m.group(0).replace(",", ""), 0),
+_NOT_LETTER = r"(?![a-zA-Z])"
+_TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*"
+# (pattern, replacement), in order; each says why
+_RULES = [(re.compile(p), r) for p, r in [
+    (r"\\[dtc]frac", r"\\frac"),  # \dfrac, \tfrac, \cfrac are \frac
+    (r"\\(?:left|right|[bB]igg?[lr]?|displaystyle)" + _NOT_LETTER, ""),  # sizes only
+    (r"\\begin\{(?:[pbB]?matrix|array)\}(?:\{[^{}]*\})?", r"\\matrix{"),  # one spelling of matrices
+    (r"\\end\{(?:[pbB]?matrix|array)\}", "}"),
+    (r"^[(\[]\s*(\\matrix\{.*\})\s*[)\]]$", r"\1"),  # \left[\begin{array}..\end{array}\right]
+    (r"\\\\", r"\\cr "),  # matrix rows; before '\ ' (a space) is read below
+    (_THOUSANDS_MARKUP, ""),  # 25,\!000 is 25000
+    (r"\\[!,;: ]|\\q?quad" + _NOT_LETTER + "|~", " "),  # spacing
+    (r"\^\s*\{?\s*\\circ\s*\}?|\\(?:circ|degree)" + _NOT_LETTER, ""),  # 90^\circ is 90
+    (r"\\?%|\\percent\b", ""),  # 28\% is 28 (as Math-Verify and Minerva decide; 0.28 is not)
+    (r"\\\$|\$|\u20ac|\u00a3|\u00a5|\u20b9|\\euro\b|\\pounds\b", ""),  # currency
+    (r"\\(?:varnothing|emptyset)" + _NOT_LETTER + r"|\\\{\s*\\\}", r"\\emptyset"),  # one empty set
+    (r"\\mathbb\{R\}", r"(-\\infty,\\infty)"),
+    (r"\\(?:leqslant|leq?)" + _NOT_LETTER + "|<=", r"\\le "),  # one spelling per relation
+    (r"\\(?:geqslant|geq?)" + _NOT_LETTER + "|>=", r"\\ge "),
+    (r"\\neq?" + _NOT_LETTER + "|!=", r"\\ne "), (r"\\lt" + _NOT_LETTER, "<"), (r"\\gt" + _NOT_LETTER, ">"),
+    (r"\\mp" + _NOT_LETTER, r"\\pm"),  # a -+ b and a +- b are the same two values
+    (r"^\s*[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*\\(?:in|approx)" + _NOT_LETTER, ""),  # x \in S; h \approx 6.5
+    (r"(?<=\S)\s*\\approx" + _NOT_LETTER + ".*$", ""),  # x = 1/3 \approx 0.33: the exact value
+    (_TEXT_CMD + r"\{\s*(?:and|or)\s*\}", ","),  # 6 \text{ and } 8 is a list
+    (r"([0-9})])\s*" + _TEXT_CMD + r"\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?[0-9]\}?)?", r"\1 "),  # 5\text{ cm}^2
+    (_TEXT_CMD + r"\{([^{}]*)\}", r" \1 "), (_TEXT_CMD + r"\{([^{}]*)\}", r" \1 "),  # \text{yes}; nested
+    (r"\s+", " "),
+    (r"(?<=[0-9)\]}])\s*,?\s*\b(?:and|or)\b\s*", ", "),  # "12 and 13", "3, 5, and 7": a list
+    (r";", ","), (r"(?:,\s*){2,}", ", "),  # "2; 4; 6" is "2, 4, 6"; "19, 46, \text{ and } 82"
+    (r"(?i)\s*\b(?:percent(?:age)?|pct|degrees?|dollars?|usd|cents?)$", ""),
+    (rf"^(.*?[0-9}})])\s*{_UNIT}(?:\s+{_UNIT})*\s*(?:\^\s*\{{?[0-9]\}}?)?$", r"\1"),  # 18 square meters
+    (r"^\s*\(([A-Za-z])\)\s*$", r"\1"),  # multiple choice '(C)' -> 'C'
+    (r"(?i)^\s*(?:inf|infinity)\s*$", r"\\infty"),
+    (r"\\frac\s*([0-9])\s*([0-9])", r"\\frac{\1}{\2}"),  # \frac12 (Hendrycks' fix_fracs)
+    (r"\\frac\s*([0-9])\s*(?=\{)", r"\\frac{\1}"), (r"\\frac\s*(\{[^{}]*\})\s*([0-9])", r"\\frac\1{\2}"),
+    (r"^\s*[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\s*$", lambda m: m.group(0).replace(",", "")),
 ]]
-_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox"
-                          r"|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?[0-9]\}?)?")
-
-
-def _drop_text_cmds(s):
-    """\\text{..}-like commands: units after a quantity are dropped ('5\\text{ cm}^2' -> '5'),
-    'and'/'or' separate a list, anything else is unwrapped ('\\text{yes}' -> 'yes')."""
-    def repl(m):
-        content, before = m.group(1).strip(), s[:m.start()].rstrip()
-        if content.lower() in ("and", "or"):
-            return ","
-        is_unit = re.fullmatch(r"[A-Za-z][A-Za-z .]*", content) and before and before[-1] in "0123456789})."
-        return " " if is_unit else " " + content + (m.group(2) or "") + " "
-    prev = None
-    while prev != s:  # innermost first, so nested \text{\textbf{..}} unwraps fully
-        prev, s = s, _TEXT_CMD_RE.sub(repl, s, count=1)
-    return s
 
 
 def normalize_answer(s):
@@ -223,7 +205,7 @@ def normalize_answer(s):
     boxes = _boxes(s) if s.startswith(("\\boxed", "\\fbox")) else []
     s = boxes[-1][2] if boxes else s
     for pattern, repl in _RULES:
-        s = _drop_text_cmds(s) if pattern is _TEXT else pattern.sub(repl, s)
+        s = pattern.sub(repl, s)
     return _strip_wrappers(s, ".,;:")
 
 
@@ -239,7 +221,7 @@ def _key(s):
 _NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits only: Fraction() would read any Unicode digit
 _TEXFRAC_RE = re.compile(rf"\\frac\s*\{{\s*([+-]?)\s*({_NUM})\s*\}}\s*\{{\s*({_NUM})\s*\}}")  # -> ' a/b'
 _TIMES_TEN_RE = re.compile(r"\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*(?:\{\s*([+-]?[0-9]+)\s*\}|([+-]?[0-9]))$")
-# sign(s), whole part of a mixed number, numerator or decimal, denominator, exponent
+# signs, the whole part of a mixed number, a numerator or decimal, a denominator, an exponent
 _NUMBER_FORM = re.compile(rf"([+-]?\s*[+-]?)\s*(?:([0-9]+)\s+)?({_NUM})(?:\s*/\s*({_NUM}))?(?:[eE]([+-]?[0-9]+))?")
 
 
@@ -261,33 +243,19 @@ def to_number(s):
     return (-v if sign.count("-") % 2 else v), decimals
 
 
-def _rounds_to(dec, decimals, exact):
-    """True iff the decimal `dec` (with `decimals` digits) is `exact` rounded or truncated to those
-    digits, and within 1% of it (so 0 is not 0.4 rounded to no digits)."""
-    if decimals is None or decimals < 1 or abs(dec - exact) > abs(exact) / 100:
-        return False
-    scaled = exact * 10 ** decimals
-    return dec * 10 ** decimals in (int(scaled), round(scaled))
-
-
 def _decimal_matches(dec, exact, gold_is_decimal):
-    """A decimal stands for a value that does not terminate when it is the gold, or has 6+ digits."""
-    return (gold_is_decimal or (dec[1] or 0) >= 6) and _rounds_to(dec[0], dec[1], exact)
-
-
-def _terminates(q):
-    """True iff the rational q has a finite decimal expansion (its denominator is 2^a 5^b)."""
-    d = q.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+    """A decimal (value, digits) stands for a value that does not terminate when it is the gold, or
+    when it has 6+ digits, and is that value rounded or truncated to its digits, within 1%."""
+    value, digits = dec
+    if not digits or not (gold_is_decimal or digits >= 6) or abs(value - exact) > abs(exact) / 100:
+        return False
+    return value * 10 ** digits in (int(exact * 10 ** digits), round(exact * 10 ** digits))
 
 
 def _numbers_equal(p, g):
-    (x, _), (y, _) = p, g
-    return x == y or (not _terminates(y) and _decimal_matches(p, y, False)) or \
-        (not _terminates(x) and _decimal_matches(g, x, True))
+    endless = lambda q: pow(10, q.denominator.bit_length(), q.denominator) != 0  # not 2^a 5^b
+    return p[0] == g[0] or (endless(g[0]) and _decimal_matches(p, g[0], False)) or \
+        (endless(p[0]) and _decimal_matches(g, p[0], True))
 
 
 # -----------------------------------------------------------------------------
@@ -346,7 +314,8 @@ def time_limit(seconds):
 # -----------------------------------------------------------------------------
 # a small LaTeX / plain-math parser that builds sympy objects (the only road into sympy)
 
-_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|\\([a-zA-Z]+)|([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")
+_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|\\([a-zA-Z]+)|([a-zA-Z]_(?:\{[a-zA-Z0-9]+\}|[a-zA-Z0-9]))|"
+                       r"([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")  # a number, \command, x_1 or x_{12}, word, operator
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
           "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
           "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
@@ -355,7 +324,7 @@ _FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", 
           "ln": "log", "exp": "exp", "sqrt": "sqrt"}  # name -> sympy function
 _INVERSE = {"sin": "asin", "cos": "acos", "tan": "atan"}  # \sin^{-1} x is arcsin x
 _ALIASES = {"cdot": "*", "times": "*", "div": "/", "pi": "\\pi", "infty": "\\infty", "inf": "\\infty",
-            "infinity": "\\infty"}
+            "infinity": "\\infty"}  # also as plain words: 'pi', 'inf'
 
 
 class ParseError(Exception):
@@ -370,12 +339,12 @@ def _tokenize(s):
         m = _TOKEN_RE.match(s, pos)
         if not m or len(tokens) > MAX_TOKENS:
             raise ParseError(f"refused at {s[pos:pos + 10]!r}")
-        pos, (num, cmd, word, op) = m.end(), m.groups()
-        if num:
-            tokens.append(Fraction(num))
+        pos, (num, cmd, sub, word, op) = m.end(), m.groups()
+        if num or sub:
+            tokens.append(Fraction(num) if num else sub.replace("{", "").replace("}", ""))
         elif (cmd or word) in _ALIASES:
             tokens.append(_ALIASES[cmd or word])
-        elif (cmd in _FUNCS or cmd in _GREEK or cmd == "frac") or word in _FUNCS:
+        elif cmd in _FUNCS or cmd in _GREEK or cmd == "frac" or word in _FUNCS:
             tokens.append("\\" + (cmd or word))
         elif cmd:
             raise ParseError(f"command \\{cmd} not allowed")
@@ -402,13 +371,7 @@ class _Parser:
         self.i += 1
         return tok
 
-    def parse(self):
-        e = self.expr(0)
-        if self.peek() is not None:
-            raise ParseError(f"trailing {self.peek()!r}")
-        return e
-
-    def expr(self, level):
+    def expr(self, level=0):
         """An expression of the operators that bind tighter than `level`."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
@@ -448,34 +411,21 @@ class _Parser:
         if isinstance(t, Fraction):
             return sp.Rational(t.numerator, t.denominator)
         if t in ("(", "{", "[", "|"):
-            e = self.expr(0)
+            e = self.expr()
             self.take({"(": ")", "{": "}", "[": "]", "|": "|"}[t])
             return sp.Abs(e) if t == "|" else e
-        if t[0].isalpha():  # a variable: x, x_1, x_{12}
-            if self.peek() == "_":
-                self.take()
-                sub = self.take()
-                if sub == "{":
-                    sub = ""
-                    while self.peek() != "}":
-                        sub += str(self.take())
-                    self.take()
-                if not re.fullmatch(r"[A-Za-z0-9]+", str(sub)):
-                    raise ParseError("bad subscript")
-                t += "_" + str(sub)
+        if t[0].isalpha():  # a variable: x, x_1 (x_{12} was read as x_12)
             return sp.E if t == "e" else sp.Symbol(t)
-        if t in ("\\pi", "\\infty"):
-            return sp.pi if t == "\\pi" else sp.oo
+        if t in ("\\pi", "\\infty") or t[1:] in _GREEK:
+            return sp.pi if t == "\\pi" else sp.oo if t == "\\infty" else sp.Symbol(t[1:])
         if t[0] != "\\":
             raise ParseError(f"unexpected {t!r}")
         name = t[1:]
-        if name in _GREEK:
-            return sp.Symbol(name)
         if name == "frac":
             return self.arg() / self.arg()
         if name == "sqrt" and self.peek() == "[":  # \sqrt[3]{x}
             self.take()
-            n = self.expr(0)
+            n = self.expr()
             self.take("]")
             return _safe_pow(self.arg(), 1 / n)
         base = power = None
@@ -491,6 +441,7 @@ class _Parser:
         e = sp.log(arg, base) if base is not None else getattr(sp, _FUNCS[name])(arg)
         return e if power is None else _safe_pow(e, power)
 
+
 def _safe_pow(base, exp):
     """base**exp, refusing powers whose exact value would be astronomically large."""
     if exp.is_Number and abs(exp) > MAX_EXP and not (base.is_Number and abs(base) <= 1):
@@ -501,17 +452,14 @@ def _safe_pow(base, exp):
     return base ** exp
 
 
-def to_sympy(s):
-    """Parse a normalised answer into a sympy expression (raises ParseError on anything else)."""
-    return _Parser(s).parse()
-
-
 def _sym(s):
-    """to_sympy, or None where s is not an expression (words are text, not products of letters)."""
+    """The sympy expression of s, or None where s is none (words are text, not products of letters)."""
     if re.fullmatch(r"[A-Za-z ]*[A-Za-z]{2}[A-Za-z ]*", s) and s.strip() not in _FUNCS:
         return None
     try:
-        return to_sympy(s)
+        parser = _Parser(s)
+        e = parser.expr()
+        return e if parser.peek() is None else None
     except (ParseError, ArithmeticError, TypeError, ValueError, RecursionError):
         return None
 
@@ -530,8 +478,7 @@ def _split_top(s, sep):
     parts, seps, depth, start, i = [], [], 0, 0, 0
     while i < len(s):
         if s[i] == "\\" and s[i + 1:i + 2] in ("{", "}"):  # \{ \} are brackets of sets
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
+            depth, i = depth + (1 if s[i + 1] == "{" else -1), i + 2
             continue
         m = sep.match(s, i) if depth == 0 else None
         if m and m.end() > i:
@@ -539,19 +486,8 @@ def _split_top(s, sep):
             seps.append(m.group(0).strip())
             start = i = m.end()
             continue
-        depth += (s[i] in "([{") - (s[i] in ")]}")
-        i += 1
+        depth, i = depth + (s[i] in "([{") - (s[i] in ")]}"), i + 1
     return parts + [s[start:].strip()], seps
-
-
-def _encloses(s):
-    """True iff the bracket opening s closes at its last character."""
-    depth = 0
-    for i, c in enumerate(s):
-        depth += (c in "([{") - (c in ")]}")
-        if depth == 0:
-            return i == len(s) - 1
-    return False
 
 
 def _expand_pm(items):
@@ -574,8 +510,10 @@ def _kind(s):
         return "coll", ("matrix", tuple(map(len, rows)), [x for row in rows for x in row])
     if s.startswith("\\{") and s.endswith("\\}"):
         return "coll", ("set", None, _expand_pm(_split_top(s[2:-2], _COMMA)[0]))
-    if s[:1] in "([" and s[-1:] in ")]" and _encloses(s) and len(_split_top(s[1:-1], _COMMA)[0]) > 1:
-        return "coll", ("seq", s[0] + s[-1], _split_top(s[1:-1], _COMMA)[0])
+    depth = list(accumulate((c in "([{") - (c in ")]}") for c in s))
+    inner = _split_top(s[1:-1], _COMMA)[0]
+    if s[:1] in "([" and s[-1:] in ")]" and 0 not in depth[:-1] and len(inner) > 1:  # one bracket around all
+        return "coll", ("seq", s[0] + s[-1], inner)
     items = _expand_pm(_split_top(s, _COMMA)[0])
     if len(items) > 1:
         return "coll", ("list", None, items)
@@ -596,30 +534,13 @@ def _value(rel, chain_ok):
     return None
 
 
-def _inequality_set(parts, ops):
-    """x < c, c \\le x, a < x < b, x \\ne c (a variable and constants) as a sympy set, else None."""
-    import sympy as sp
-    var = [i for i, p in enumerate(parts) if _LHS_RE.fullmatch(p)]
-    bounds = [_sym(p) for i, p in enumerate(parts) if i not in var]
-    if len(var) != 1 or None in bounds or any(b.free_symbols for b in bounds) or \
-            not set(ops) <= {"<", "\\le", "\\ne"} or (len(ops) == 2 and var != [1]):
-        return None
-    i = var[0]
-    if "\\ne" in ops:
-        c = bounds[0]
-        return sp.Union(sp.Interval.open(-sp.oo, c), sp.Interval.open(c, sp.oo)) if len(ops) == 1 else None
-    return sp.Interval(bounds[0] if i > 0 else -sp.oo, bounds[-1] if i < len(ops) else sp.oo,
-                       i > 0 and ops[0] == "<", i < len(ops) and ops[i] == "<")
-
-
 def _as_set(s):
-    """The sympy set that s describes (unions of intervals, finite sets and inequalities in normal
-    form: x < c, c \\le x, a < x < b, x \\ne c), or None."""
+    """The sympy set that s describes: a union (or a list) of intervals, finite sets and inequalities
+    in normal form (one variable and constants: x < c, c \\le x, a < x \\le b, x \\ne c); else None."""
     import sympy as sp
     kind, v = _kind(s)
-    parts = v[2] if kind == "coll" and v[0] == "list" else _split_top(s, _CUP)[0]
     sets = []
-    for part in parts:
+    for part in v[2] if kind == "coll" and v[0] == "list" else _split_top(s, _CUP)[0]:
         kind, v = _kind(part)
         if part == "\\emptyset":
             sets.append(sp.EmptySet)
@@ -627,10 +548,17 @@ def _as_set(s):
             ends = [_sym(x) for x in v[2]]
             if None in ends or (v[0] == "seq" and len(ends) != 2):
                 return None
-            sets.append(sp.FiniteSet(*ends) if v[0] == "set" else
-                        sp.Interval(ends[0], ends[1], v[1][0] == "(", v[1][1] == ")"))
-        elif kind == "rel" and _inequality_set(*v) is not None:
-            sets.append(_inequality_set(*v))
+            sets.append(sp.FiniteSet(*ends) if v[0] == "set" else sp.Interval(*ends, *(c in "()" for c in v[1])))
+        elif kind == "rel":
+            (parts, ops), var = v, [i for i, p in enumerate(v[0]) if _LHS_RE.fullmatch(p)]
+            ends = [_sym(p) for i, p in enumerate(parts) if i not in var]
+            if len(var) != 1 or None in ends or any(e.free_symbols for e in ends) or \
+                    not set(ops) <= {"<", "\\le", "\\ne"} or (len(ops) == 2 and (var != [1] or "\\ne" in ops)):
+                return None
+            i, c = var[0], ends[0]
+            sets.append(sp.Union(sp.Interval.open(-sp.oo, c), sp.Interval.open(c, sp.oo)) if ops == ["\\ne"] else
+                        sp.Interval(c if i else -sp.oo, ends[-1] if i < len(ops) else sp.oo,
+                                    i > 0 and ops[0] == "<", i < len(ops) and ops[i] == "<"))
         else:
             return None
     return sp.Union(*sets)
@@ -645,42 +573,29 @@ def answer_key(ans):
     return str(n[0]) if n is not None else _key(s)
 
 
-def _match_unordered(a, b, depth):
-    """Pair every item of a with an equal item of b: first by key (fast, so 50 items take no
-    sympy), then what is left one by one."""
-    rest, keys, left = list(b), [answer_key(y) for y in b], []
-    for x in a:
-        k = answer_key(x)
-        if k in keys:
-            i = keys.index(k)
-            del keys[i], rest[i]
-        else:
-            left.append(x)
-    for x in left:
-        j = next((j for j, y in enumerate(rest) if _equal(x, y, depth + 1)), None)
-        if j is None:
-            return False
-        del rest[j]
-    return True
-
-
 def _collections_equal(cp, cg, depth):
+    """Tuples, intervals and matrices in order, with their brackets; sets and bare lists in any order."""
     (kp, bp, ip), (kg, bg, ig) = cp, cg
     if len(ip) != len(ig) or len(ip) > MAX_ITEMS:
         return False
-    ordered = lambda: all(_equal(x, y, depth + 1) for x, y in zip(ip, ig))
-    if kp == kg and kp in ("seq", "matrix"):  # tuples, intervals (open/closed ends), matrices: in order
-        return bp == bg and ordered()
-    if {kp, kg} == {"seq", "list"}:  # '1, 2' against the tuple '(1, 2)' (not against '[1, 2]')
-        return (bp or bg) == "()" and ordered()
-    if {kp, kg} <= {"set", "list"}:  # solutions, sets: any order
-        return _match_unordered(ip, ig, depth)
-    return False
+    if (kp == kg and kp in ("seq", "matrix") and bp == bg) or ({kp, kg} == {"seq", "list"} and (bp or bg) == "()"):
+        return all(_equal(x, y, depth + 1) for x, y in zip(ip, ig))  # '1, 2' is the tuple (1, 2), not [1, 2]
+    if not {kp, kg} <= {"set", "list"}:
+        return False
+    rest, keys = list(ig), [answer_key(y) for y in ig]
+    for x in sorted(ip, key=lambda x: answer_key(x) not in keys):  # key matches first: 50 numbers, no sympy
+        k = answer_key(x)
+        j = keys.index(k) if k in keys else next((j for j, y in enumerate(rest) if _equal(x, y, depth + 1)), None)
+        if j is None:
+            return False
+        del keys[j], rest[j]
+    return True
 
 
 def _relations_equal(rp, rg, depth):
-    """Same relation: a op b and c op d with (a-b)/(c-d) a nonzero constant (positive for < and \\le),
-    or, for chains (a < x < b), the same parts in the same order."""
+    """a op b and c op d with (a-b)/(c-d) a nonzero constant (positive for < and \\le); chains
+    (a < x < b) part by part."""
+    import sympy
     (pp, po), (gp, go) = rp, rg
     if po != go or len(pp) != len(gp):
         return False
@@ -692,36 +607,31 @@ def _relations_equal(rp, rg, depth):
     dp, dg = a - b, c - d
     if dp == 0 or dg == 0:  # identities such as 2 + 1 = 3
         return dp == dg and _equal(pp[-1], gp[-1], depth + 1)
-    import sympy
     r = sympy.cancel(dp / dg)
     r = r if r.is_number else sympy.simplify(r)
     return bool(r.is_number and r.is_finite and r != 0 and (po[0] in ("=", "\\ne") or r.is_positive))
 
 
-def _scalar_equal(p, g):
+def _scalars_equal(p, g):
+    """Numbers exactly (a decimal as the docstring says); expressions by a difference that is 0."""
+    import sympy
     np_, ng = to_number(p), to_number(g)
     if np_ is not None and ng is not None:
         return _numbers_equal(np_, ng)
     a, b = _sym(p), _sym(g)
-    return a is not None and b is not None and _sympy_equal(a, b, np_, ng)
-
-
-def _sympy_equal(a, b, na, nb):
-    import sympy
-    if a.has(sympy.nan, sympy.zoo) or b.has(sympy.nan, sympy.zoo):
+    if a is None or b is None or a.has(sympy.nan, sympy.zoo) or b.has(sympy.nan, sympy.zoo):
         return False
     if a == b:
         return True
     if a.has(sympy.oo, -sympy.oo) or b.has(sympy.oo, -sympy.oo):
         return False  # infinities are equal only structurally
-    for num, other, gold_is_decimal in ((na, b, False), (nb, a, True)):  # a decimal against sqrt(2), pi
+    for num, other, gold_is_decimal in ((np_, b, False), (ng, a, True)):  # a decimal against sqrt(2), pi
         if num is not None and num[1] is not None and other.is_number and not other.is_Rational:
             v = other.evalf(30)
             return bool(v.is_real) and _decimal_matches(num, Fraction(str(v)), gold_is_decimal)
     d = a - b
     if d.is_number:  # constants: 40 significant digits decide
-        v = sympy.N(d, 40)
-        scale = max(1, abs(sympy.N(b, 40))) if b.is_number else 1
+        v, scale = sympy.N(d, 40), max(1, abs(sympy.N(b, 40))) if b.is_number else 1
         return bool(v.is_number and abs(v) < sympy.Float("1e-30") * scale)
     return sympy.expand(d) == 0 or sympy.simplify(d) == 0
 
@@ -735,7 +645,7 @@ def _equal(p, g, depth=0):
         return True
     (kp, vp), (kg, vg) = _kind(p), _kind(g)
     ineq = [k == "rel" and set(v[1]) != {"="} for k, v in ((kp, vp), (kg, vg))]
-    if "set" in (kp, kg) or ineq[0] != ineq[1]:  # unions, inequalities vs intervals: as sets
+    if "set" in (kp, kg) or ineq[0] != ineq[1]:  # unions, inequalities against intervals: as sets
         a, b = _as_set(p), _as_set(g)
         return a is not None and b is not None and bool(a == b)
     if kp == kg == "coll":
@@ -745,13 +655,10 @@ def _equal(p, g, depth=0):
             return True
         vp, vg = _value(vp, False), _value(vg, False)
         return vp is not None and vg is not None and _equal(vp, vg, depth + 1)
-    if kp == "rel":  # 'x = 3' or '2 + 1 = 3' against '3'
-        v = _value(vp, True)
-        return v is not None and _equal(v, g, depth + 1)
-    if kg == "rel":  # '3' against 'x = 3', but never against the equation '2a - b = 3'
-        v = _value(vg, False)
-        return v is not None and _equal(p, v, depth + 1)
-    return kp == kg == "scalar" and _scalar_equal(p, g)
+    if "rel" in (kp, kg):  # 'x = 3' or '2 + 1 = 3' against '3'; '3' against 'x = 3', not '2a - b = 3'
+        v = _value(vp, True) if kp == "rel" else _value(vg, False)
+        return v is not None and (_equal(v, g, depth + 1) if kp == "rel" else _equal(p, v, depth + 1))
+    return kp == kg == "scalar" and _scalars_equal(p, g)
 
 
 def is_equiv(pred, gold, timeout=None):
