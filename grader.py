@@ -152,11 +152,11 @@ def extract_answer(text):
 # -----------------------------------------------------------------------------
 # normalisation: one canonical spelling per answer
 
-_SYMBOLS = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
+_SYMBOLS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
             "\u22c5": r"\cdot ", "\u00f7": r"\div ", "\u221a": r"\sqrt", "\u03c0": r"\pi ",
             "\u221e": r"\infty ", "\u00b0": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\uff0c": ",",
             "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ",
-            "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"}
+            "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"})
 _UNIT = rf"(?!(?:{'|'.join(_MATH_WORDS)})\b)[A-Za-z]{{2,}}\.?"  # a word after a quantity, not \sin
 _NOT_LETTER = r"(?![a-zA-Z])"
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*"
@@ -200,8 +200,9 @@ _RULES = [(re.compile(p), r) for p, r in [
 def normalize_answer(s):
     """Canonical spelling of an answer string (not of free text: run extract_answer first)."""
     s = _strip_wrappers(str(s), ".,;:")
-    for a, b in _SYMBOLS.items():
-        s = s.replace(a, b)
+    if re.fullmatch(r"[+-]?[0-9]+(?:\.[0-9]+)?", s):  # the common case: no rule changes it
+        return s
+    s = s.translate(_SYMBOLS)
     boxes = _boxes(s) if s.startswith(("\\boxed", "\\fbox")) else []
     s = boxes[-1][2] if boxes else s
     for pattern, repl in _RULES:
