@@ -112,13 +112,11 @@ def _is_bare_answer(s):
 
 
 def _answer_span(s):
-    """After "the answer is": to the end of the sentence; prose is cut to what it names."""
+    """After "the answer is": to the end of the sentence; "the largest $n$ is 34" gives 34 (other
+    prose stays prose, which equals no gold)."""
     s = _strip_wrappers(re.split(r"\.\s|,\s*(?:so|because|since|which)\b", s, maxsplit=1)[0])
     if not _is_bare_answer(s):  # "The largest $n$ is 34" -> "34"
         s = _strip_wrappers(re.split(r"\s(?:is|are|equals)\s", s)[-1])
-    if len(s) > 40:  # a sentence, not an answer: its first $math$, else its first number
-        m = re.search(r"\$([^$]+)\$", s) or _NUMBER_RE.search(s)
-        s = _strip_wrappers(m.group(m.lastindex or 0)) if m else ""
     return s or None
 
 
@@ -152,11 +150,12 @@ def extract_answer(text):
 # -----------------------------------------------------------------------------
 # normalisation: one canonical spelling per answer
 
-_SYMBOLS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
-            "\u22c5": r"\cdot ", "\u00f7": r"\div ", "\u221a": r"\sqrt", "\u03c0": r"\pi ",
-            "\u221e": r"\infty ", "\u00b0": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\uff0c": ",",
-            "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ",
-            "\u2213": r"\pm ", "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"})
+_SYMBOLS = str.maketrans({  # Unicode that models write -> the LaTeX that the rules read
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
+    "\u22c5": r"\cdot ", "\u00f7": r"\div ", "\u221a": r"\sqrt", "\u03c0": r"\pi ", "\u221e": r"\infty ",
+    "\u00b0": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\uff0c": ",", "\u2264": r"\le ",
+    "\u2265": r"\ge ", "\u2260": r"\ne ", "\u2248": r"\approx ", "\u00b1": r"\pm ", "\u2213": r"\pm ",
+    "\u222a": r"\cup ", "\u2205": r"\emptyset ", "\u00b2": "^2", "\u00b3": "^3"})
 _UNIT = rf"(?!(?:{'|'.join(_MATH_WORDS)})\b)[A-Za-z]{{2,}}\.?"  # a word after a quantity, not \sin
 _NOT_LETTER = r"(?![a-zA-Z])"
 _TEXT_CMD = r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*"
@@ -182,7 +181,7 @@ _RULES = [(re.compile(p), r) for p, r in [
     (r"^\s*[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*\\(?:in|approx)" + _NOT_LETTER, ""),  # x \in S; h \approx 6.5
     (r"(?<=\S)\s*\\approx" + _NOT_LETTER + ".*$", ""),  # x = 1/3 \approx 0.33: the exact value
     (_TEXT_CMD + r"\{\s*(?:and|or)\s*\}", ","),  # 6 \text{ and } 8 is a list
-    (r"([0-9})])\s*" + _TEXT_CMD + r"\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?[0-9]\}?)?", r"\1 "),  # 5\text{ cm}^2
+    (r"([0-9})])\s*" + _TEXT_CMD + r"\{\s*[A-Za-z][A-Za-z .]*\}(?:\s*\^\s*\{?[0-9]\}?)?", r"\1 "),  # units
     (_TEXT_CMD + r"\{([^{}]*)\}", r" \1 "), (_TEXT_CMD + r"\{([^{}]*)\}", r" \1 "),  # \text{yes}; nested
     (r"\s+", " "),
     (r"(?<=[0-9)\]}])\s*,?\s*\b(?:and|or)\b\s*", ", "),  # "12 and 13", "3, 5, and 7": a list
@@ -223,7 +222,8 @@ _NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits only: Fraction() woul
 _TEXFRAC_RE = re.compile(rf"\\frac\s*\{{\s*([+-]?)\s*({_NUM})\s*\}}\s*\{{\s*({_NUM})\s*\}}")  # -> ' a/b'
 _TIMES_TEN_RE = re.compile(r"\s*(?:\\times|\\cdot|\*)\s*10\s*\^\s*(?:\{\s*([+-]?[0-9]+)\s*\}|([+-]?[0-9]))$")
 # signs, the whole part of a mixed number, a numerator or decimal, a denominator, an exponent
-_NUMBER_FORM = re.compile(rf"([+-]?\s*[+-]?)\s*(?:([0-9]+)\s+)?({_NUM})(?:\s*/\s*({_NUM}))?(?:[eE]([+-]?[0-9]+))?")
+_NUMBER_FORM = re.compile(rf"([+-]?\s*[+-]?)\s*(?:([0-9]+)\s+)?({_NUM})(?:\s*/\s*({_NUM}))?"
+                          rf"(?:[eE]([+-]?[0-9]+))?")
 
 
 def to_number(s):
@@ -267,12 +267,14 @@ class GradeTimeout(BaseException):
 
 
 _watch = {"cond": threading.Condition(), "thread": None, "deadlines": {}}  # thread id -> deadline
-os.register_at_fork(after_in_child=lambda: _watch.update(cond=threading.Condition(), thread=None, deadlines={}))
+os.register_at_fork(after_in_child=lambda: _watch.update(cond=threading.Condition(), thread=None,
+                                                         deadlines={}))  # a child has no watchdog yet
 
 
 def _raise_in(thread_id, exc):
     """Raise exc in that thread at its next bytecode (None: forget one not yet raised)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+    exc = ctypes.py_object(exc) if exc else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exc)
 
 
 def _watchdog():
@@ -315,14 +317,15 @@ def time_limit(seconds):
 # -----------------------------------------------------------------------------
 # a small LaTeX / plain-math parser that builds sympy objects (the only road into sympy)
 
-_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|\\([a-zA-Z]+)|([a-zA-Z]_(?:\{[a-zA-Z0-9]+\}|[a-zA-Z0-9]))|"
-                       r"([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")  # a number, \command, x_1 or x_{12}, word, operator
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-          "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-          "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
-_FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc", "arcsin": "asin",
-          "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "log": "log",
-          "ln": "log", "exp": "exp", "sqrt": "sqrt"}  # name -> sympy function
+# a number, a \command, x_1 or x_{12}, a word, an operator
+_TOKEN_RE = re.compile(r"\s*(?:([0-9]+\.?[0-9]*|\.[0-9]+)|\\([a-zA-Z]+)|"
+                       r"([a-zA-Z]_(?:\{[a-zA-Z0-9]+\}|[a-zA-Z0-9]))|([a-zA-Z]+)|([-+*/^(){}\[\]!_|]))")
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
+          "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
+          "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
+_FUNCS = {"sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc",
+          "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh",
+          "tanh": "tanh", "log": "log", "ln": "log", "exp": "exp", "sqrt": "sqrt"}  # name -> sympy function
 _INVERSE = {"sin": "asin", "cos": "acos", "tan": "atan"}  # \sin^{-1} x is arcsin x
 _ALIASES = {"cdot": "*", "times": "*", "div": "/", "pi": "\\pi", "infty": "\\infty", "inf": "\\infty",
             "infinity": "\\infty"}  # also as plain words: 'pi', 'inf'
@@ -356,7 +359,8 @@ def _tokenize(s):
 
 class _Parser:
     """Precedence climbing. Levels: 1 + -, 2 * / and implicit products (2x, x(x+1)), 3 unary minus,
-    4 ^ (right to left); ! binds to what precedes it; brackets, \\frac, \\sqrt and functions are atoms."""
+    4 ^ (right to left); ! binds to what precedes it. Brackets, \\frac, \\sqrt, functions and a LaTeX
+    argument ({..} or one token) are atoms."""
 
     def __init__(self, s):
         import sympy
@@ -381,6 +385,7 @@ class _Parser:
         e = -self.expr(3) if t == "-" else self.expr(3) if t == "+" else self.atom(t)
         while True:
             t = self.peek()
+            atom_next = isinstance(t, Fraction) or (t is not None and (t[0].isalpha() or t[0] in "\\({"))
             if t == "!":
                 self.take()
                 if e.is_Integer and e > MAX_FACTORIAL:
@@ -395,17 +400,13 @@ class _Parser:
             elif t == "^" and level < 4:
                 self.take()
                 e = _safe_pow(e, self.expr(3))
-            elif level < 2 and t is not None and (isinstance(t, Fraction) or t[0].isalpha() or t[0] in "\\({"):
+            elif atom_next and level < 2:  # an implicit product: 2x, x(x+1), 2\pi
                 if isinstance(t, Fraction) and isinstance(self.toks[self.i - 1], Fraction):
                     raise ParseError("two numbers in a row")
                 e = e * self.expr(2)
             else:
                 self.depth -= 1
                 return e
-
-    def arg(self):
-        """A LaTeX argument: {expr} or a single atom (\\frac12 was expanded by normalize_answer)."""
-        return self.atom(self.take())
 
     def atom(self, t):
         sp = self.sp
@@ -423,20 +424,20 @@ class _Parser:
             raise ParseError(f"unexpected {t!r}")
         name = t[1:]
         if name == "frac":
-            return self.arg() / self.arg()
+            return self.atom(self.take()) / self.atom(self.take())
         if name == "sqrt" and self.peek() == "[":  # \sqrt[3]{x}
             self.take()
             n = self.expr()
             self.take("]")
-            return _safe_pow(self.arg(), 1 / n)
+            return _safe_pow(self.atom(self.take()), 1 / n)
         base = power = None
         if name == "log" and self.peek() == "_":  # \log_2 8
             self.take()
-            base = self.arg()
+            base = self.atom(self.take())
         if name != "sqrt" and self.peek() == "^":  # \sin^2 x is (sin x)^2
             self.take()
-            power = self.arg()
-        arg = self.arg() if self.peek() in ("{", "(") else self.expr(3)  # \sin x^2 is sin(x^2)
+            power = self.atom(self.take())
+        arg = self.atom(self.take()) if self.peek() in ("{", "(") else self.expr(3)  # \sin x^2 is sin(x^2)
         if power == -1 and name in _INVERSE:
             return getattr(sp, _INVERSE[name])(arg)
         e = sp.log(arg, base) if base is not None else getattr(sp, _FUNCS[name])(arg)
@@ -454,7 +455,7 @@ def _safe_pow(base, exp):
 
 
 def _sym(s):
-    """The sympy expression of s, or None where s is none (words are text, not products of letters)."""
+    """The sympy expression of s, or None (a word is text, not a product of letters: 'odd' != 'dod')."""
     if re.fullmatch(r"[A-Za-z ]*[A-Za-z]{2}[A-Za-z ]*", s) and s.strip() not in _FUNCS:
         return None
     try:
@@ -471,7 +472,7 @@ def _sym(s):
 _COMMA, _CUP, _AMP, _CR = (re.compile(re.escape(x)) for x in (",", "\\cup", "&", "\\cr"))
 _REL_RE = re.compile(r"\\(?:le|ge|ne)(?![a-zA-Z])|[=<>]")
 _FLIP = {">": "<", "\\ge": "\\le"}
-_LHS_RE = re.compile(r"[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?(?:\([A-Za-z, ]*\))?|\([A-Za-z, ]+\)")  # x, f(x), (a,b)
+_LHS_RE = re.compile(r"[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?(?:\([A-Za-z, ]*\))?|\([A-Za-z, ]+\)")  # x f(x) (a,b)
 
 
 def _split_top(s, sep):
@@ -527,8 +528,8 @@ def _kind(s):
 
 
 def _value(rel, chain_ok):
-    """The value a relation gives: 'x = 3' -> '3', '(a, b) = (2, 9)' -> '(2, 9)', 'x = 1 + 2 = 3' -> '3';
-    with chain_ok (an answer, not a gold), any chain's last value: '2 + 1 = 3' -> '3'."""
+    """The value of 'x = 3', '(a, b) = (2, 9)', 'x = 1 + 2 = 3'; with chain_ok (an answer, not a
+    gold) of any chain, such as '2 + 1 = 3'. None for other relations."""
     parts, ops = rel
     if set(ops) == {"="} and (chain_ok or len(parts) > 2 or _LHS_RE.fullmatch(parts[0])):
         return parts[-1]
@@ -549,15 +550,16 @@ def _as_set(s):
             ends = [_sym(x) for x in v[2]]
             if None in ends or (v[0] == "seq" and len(ends) != 2):
                 return None
-            sets.append(sp.FiniteSet(*ends) if v[0] == "set" else sp.Interval(*ends, *(c in "()" for c in v[1])))
+            open_ends = [c in "()" for c in v[1] or ""]
+            sets.append(sp.FiniteSet(*ends) if v[0] == "set" else sp.Interval(*ends, *open_ends))
         elif kind == "rel":
             (parts, ops), var = v, [i for i, p in enumerate(v[0]) if _LHS_RE.fullmatch(p)]
             ends = [_sym(p) for i, p in enumerate(parts) if i not in var]
-            if len(var) != 1 or None in ends or any(e.free_symbols for e in ends) or \
-                    not set(ops) <= {"<", "\\le", "\\ne"} or (len(ops) == 2 and (var != [1] or "\\ne" in ops)):
+            if len(var) != 1 or None in ends or any(e.free_symbols for e in ends) or not set(ops) <= \
+                    {"<", "\\le", "\\ne"} or (len(ops) == 2 and (var != [1] or "\\ne" in ops)):
                 return None
             i, c = var[0], ends[0]
-            sets.append(sp.Union(sp.Interval.open(-sp.oo, c), sp.Interval.open(c, sp.oo)) if ops == ["\\ne"] else
+            sets.append(sp.Interval.open(-sp.oo, c) | sp.Interval.open(c, sp.oo) if ops == ["\\ne"] else
                         sp.Interval(c if i else -sp.oo, ends[-1] if i < len(ops) else sp.oo,
                                     i > 0 and ops[0] == "<", i < len(ops) and ops[i] == "<"))
         else:
@@ -579,14 +581,16 @@ def _collections_equal(cp, cg, depth):
     (kp, bp, ip), (kg, bg, ig) = cp, cg
     if len(ip) != len(ig) or len(ip) > MAX_ITEMS:
         return False
-    if (kp == kg and kp in ("seq", "matrix") and bp == bg) or ({kp, kg} == {"seq", "list"} and (bp or bg) == "()"):
-        return all(_equal(x, y, depth + 1) for x, y in zip(ip, ig))  # '1, 2' is the tuple (1, 2), not [1, 2]
+    in_order = kp == kg and kp in ("seq", "matrix") and bp == bg
+    if in_order or ({kp, kg} == {"seq", "list"} and (bp or bg) == "()"):  # '1, 2' is (1, 2), not [1, 2]
+        return all(_equal(x, y, depth + 1) for x, y in zip(ip, ig))
     if not {kp, kg} <= {"set", "list"}:
         return False
     rest, keys = list(ig), [answer_key(y) for y in ig]
     for x in sorted(ip, key=lambda x: answer_key(x) not in keys):  # key matches first: 50 numbers, no sympy
         k = answer_key(x)
-        j = keys.index(k) if k in keys else next((j for j, y in enumerate(rest) if _equal(x, y, depth + 1)), None)
+        j = keys.index(k) if k in keys else \
+            next((j for j, y in enumerate(rest) if _equal(x, y, depth + 1)), None)
         if j is None:
             return False
         del keys[j], rest[j]

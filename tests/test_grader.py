@@ -267,8 +267,10 @@ ISSUE_EQUIV = [
     ("\\varnothing", "\\emptyset", True, True), ("\\varnothing", "\\{0\\}", False, True),
     ("2 < x + 1 < 6", "(1, 5)", False, True),  # not in normal form: echoing a question earns nothing
     # sets and lists
-    ("3 \\pm \\sqrt{2}", "3+\\sqrt{2}, 3-\\sqrt{2}", True, True), ("3 \\pm \\sqrt{2}", "3+\\sqrt{2}", False, True),
-    ("\\{1,2\\} \\cup \\{5\\}", "\\{1,2,5\\}", True, True), ("\\{1,2\\} \\cup \\{5\\}", "\\{1,2\\}", False, True),
+    ("3 \\pm \\sqrt{2}", "3+\\sqrt{2}, 3-\\sqrt{2}", True, True),
+    ("3 \\pm \\sqrt{2}", "3+\\sqrt{2}", False, True),
+    ("\\{1,2\\} \\cup \\{5\\}", "\\{1,2,5\\}", True, True),
+    ("\\{1,2\\} \\cup \\{5\\}", "\\{1,2\\}", False, True),
     ("2; 4; 6", "2, 4, 6", True, True), ("2; 4; 6", "2, 4", False, True),
     ("(a,b)=(2,9)", "(2,9)", True, True), ("(a,b)=(9,2)", "(2,9)", False, True),
     # function powers and identities
@@ -276,15 +278,21 @@ ISSUE_EQUIV = [
     ("\\csc^2 x", "\\cot^2 x", False, True), ("\\sin^{-1} x", "\\arcsin x", True, True),
     ("\\sin^2 x", "\\sin x^2", False, True),
     # matrices and vectors: element by element, exact fractions against decimals
-    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}", "\\begin{bmatrix}1 & 2\\\\ 3 & 4\\end{bmatrix}", True, True),
-    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}", "\\begin{pmatrix}1 & 2\\\\ 3 & 5\\end{pmatrix}", False, True),
-    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}", "\\begin{pmatrix}1 & 2 & 3 & 4\\end{pmatrix}", False, True),
-    ("\\begin{pmatrix}\\frac{1}{2} \\\\ -3\\end{pmatrix}", "\\begin{bmatrix}0.5 \\\\ -3\\end{bmatrix}", True, True),
-    ("\\begin{pmatrix}0.33 \\\\ 1\\end{pmatrix}", "\\begin{pmatrix}\\frac{1}{3} \\\\ 1\\end{pmatrix}", False, False),
+    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}",
+     "\\begin{bmatrix}1 & 2\\\\ 3 & 4\\end{bmatrix}", True, True),
+    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}",
+     "\\begin{pmatrix}1 & 2\\\\ 3 & 5\\end{pmatrix}", False, True),
+    ("\\begin{pmatrix}1 & 2\\\\ 3 & 4\\end{pmatrix}",
+     "\\begin{pmatrix}1 & 2 & 3 & 4\\end{pmatrix}", False, True),
+    ("\\begin{pmatrix}\\frac{1}{2} \\\\ -3\\end{pmatrix}",
+     "\\begin{bmatrix}0.5 \\\\ -3\\end{bmatrix}", True, True),
+    ("\\begin{pmatrix}0.33 \\\\ 1\\end{pmatrix}",
+     "\\begin{pmatrix}\\frac{1}{3} \\\\ 1\\end{pmatrix}", False, False),
     # decimals against values that do not terminate: exact only, unless the gold is the rounded decimal
     ("0.67", "\\frac{2}{3}", False, False), ("\\frac{2}{3}", "0.67", True, False),
     ("1.41", "\\sqrt{2}", False, False), ("\\sqrt{2}", "1.41", True, False),
-    ("0.666667", "\\frac{2}{3}", True, True), ("1.414214", "\\sqrt{2}", True, True),  # 6 digits: Math-Verify's
+    ("0.666667", "\\frac{2}{3}", True, True), ("1.414214", "\\sqrt{2}", True, True),
+    # 6 digits: Math-Verify's
     # Unicode digits are not digits (the whitelist is ASCII); identical strings are still equal
     ("\u0664\u0662", "42", False, True), ("\uff14\uff12", "42", False, True),
     ("\U0001d7d2\U0001d7d0", "42", False, True), ("\u0664\u0662", "\u0664\u0662", True, True),
@@ -369,7 +377,8 @@ PUBLIC_EQUIV = [
     ("\\frac{10}{9}", "10/9", True), ("-\\frac{10}{9}", "-10/9", True), ("[0,1)", "[0,1)", True),
     ("[0,1)", "[0,9)", False), ("[0,9)", "(0,9)", False), ("-[0,1)", "1", False),
     # MV test_latex_notation
-    ("(9+1)", "10", True), ("\\frac13", "1/3", True), ("\\frac3{3}", "1", True), ("\\sqrt3", "\\sqrt{3}", True),
+    ("(9+1)", "10", True), ("\\frac13", "1/3", True), ("\\frac3{3}", "1", True),
+    ("\\sqrt3", "\\sqrt{3}", True),
     ("\\cfrac{1}{3}", "1/3", True), ("\\left( \\frac{1}{3} \\right)", "1/3", True),
     ("\\frac{1}{3} \\text{meters}", "1/3", True), ("\\frac{1}{3} \\textbf{meters}", "1/3", True),
     ("k = \\frac{1}{3}", "1/3", True),
@@ -396,27 +405,35 @@ PUBLIC_EQUIV = [
     ("x\\approx11", "11", True), ("x=1/3\\approx1.3", "1/3", True), ("-x > -1", "x < 1", True),
     ("x > -1", "x < 1", False), ("-x >= -1", "x <= 1", True), ("0", "a +3z = 0", False),
     ("1", "2x + z = 1", False), ("0", "a^2 + b = 0", False), ("1", "k=1", True), ("k=1", "1", True),
-    ("y=-\\frac{1}{2}x+\\frac{3}{4}", "2x+4y-3=0", True), ("x^2/16 + y^2/12 = 1/4", "x^2/4 + y^2/3 = 1", True),
+    ("y=-\\frac{1}{2}x+\\frac{3}{4}", "2x+4y-3=0", True),
+    ("x^2/16 + y^2/12 = 1/4", "x^2/4 + y^2/3 = 1", True),
     # MV test_matrix_extraction
     ("\\begin{pmatrix}0 & 0 \\\\0 & 0\\end{pmatrix}", "\\begin{bmatrix}0 & 0 \\\\0 & 0\\end{bmatrix}", True),
-    ("\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]", "\\begin{pmatrix}1 & 2 \\\\3 & 4\\end{pmatrix}", True),
-    ("\\begin{pmatrix}1 & 2 \\\\ 3 & 5\\end{pmatrix}", "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", False),
+    ("\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]",
+     "\\begin{pmatrix}1 & 2 \\\\3 & 4\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1 & 2 \\\\ 3 & 5\\end{pmatrix}",
+     "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}", False),
     # MV test_complex_math_expressions ("tests from qwen parser") and test_precision (default 6 digits)
     ("0.0833333333333333", "\\frac{1}{12}", True), ("(1,4.5)", "(1,\\frac{9}{2})", True),
     ("\\frac{x}{7}+\\frac{2}{7}", "\\frac{x+2}{7}", True), ("\\sec^2(y)", "\\tan^2(y)+1", True),
     ("-34x-45y+20z-100=0", "34x+45y-20z+100=0", True),
-    ("\\frac{\\sqrt{\\sqrt{11}+\\sqrt{194}}}{2\\sqrt{33}+15}", "\\frac{\\sqrt{\\sqrt{11}+\\sqrt{194}}}{15+2\\sqrt{33}}", True),
+    ("\\frac{\\sqrt{\\sqrt{11}+\\sqrt{194}}}{2\\sqrt{33}+15}",
+     "\\frac{\\sqrt{\\sqrt{11}+\\sqrt{194}}}{15+2\\sqrt{33}}", True),
     ("(+5)(b+2)", "(a+5)(b+2)", False), ("\\frac{1+\\sqrt{5}}{2}", "2", False),
-    ("\\frac{34}{16}+\\frac{\\sqrt{1358}}{16}", "4", False), ("1", "1\\sqrt{19}", False), ("x+1", "x+2n+1", False),
+    ("\\frac{34}{16}+\\frac{\\sqrt{1358}}{16}", "4", False), ("1", "1\\sqrt{19}", False),
+    ("x+1", "x+2n+1", False),
     ("0.333", "\\frac{1}{3}", False), ("0.3333333", "\\frac{1}{3}", True),
-    ("\\begin{pmatrix}0.33\\\\0.2 \\end{pmatrix}", "(\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix})", False),
+    ("\\begin{pmatrix}0.33\\\\0.2 \\end{pmatrix}",
+     "(\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix})", False),
     # MV test_numina_cases
     ("(3,2)", "(p,q)=(3,2)", True), ("(3,2,7)", "(p,q,r)=(3,2,7)", True),
     ("\\{-12, -11, -10, -8, -7, -6\\}", "-12;-11;-10;-8;-7;-6", True), ("4, 5", "AB=4,CD=5", True),
     ("(7,11), (11,7)", "(11,7)or(7,11)", True), ("odd", "\\text{odd}", True), ("E", "\\text{E}", True),
-    ("\\text{E}", "d", False), ("1,2,3", "1 and 2 and 3", True), ("-5, \\frac{14}{3}", "x = -5,\\ p = \\frac{14}{3}", True),
+    ("\\text{E}", "d", False), ("1,2,3", "1 and 2 and 3", True),
+    ("-5, \\frac{14}{3}", "x = -5,\\ p = \\frac{14}{3}", True),
     ("-10,-8,4", "a=4,\\,-8,\\,-10", True), ("21,16,11", "21,16 or 11", True), ("(0,1)", "0<f(x)<1", True),
-    ("p=-1,p=\\frac{15}{8}", "p = -1 \\text{ and } p = \\dfrac{15}{8}", True), ("6,8", "6 \\text{ and } 8", True),
+    ("p=-1,p=\\frac{15}{8}", "p = -1 \\text{ and } p = \\dfrac{15}{8}", True),
+    ("6,8", "6 \\text{ and } 8", True),
     ("Even", "\\text{Even}", True),
     # MV test_yujianll
     ("n=1, 2, 3", "n=2, 3, 4", False), ("D = (0, 1)", "D=(0,1)", True), ("D = (0, 1.5)", "D = (0, 1)", False),
@@ -424,18 +441,24 @@ PUBLIC_EQUIV = [
     ("2021", "\\pm 2021", False), ("\\{-2021, 2021\\}", "\\pm 2021", True), ("1:00", "12:00", False),
     ("12:00", "12:00", True), ("1 - \\frac{1}{\\mathrm{e}}", "1 - \\frac{1}{e}", True),
     # MV README: sets, a < 2 == 2 > a, an interval answer to an inequality gold
-    ("\\{1,2,3,4\\}", "\\{1,3\\} \\cup \\{2,4\\}", True), ("2 > a", "a < 2", True), ("(1,2)", "1 < x < 2", True),
+    ("\\{1,2,3,4\\}", "\\{1,3\\} \\cup \\{2,4\\}", True), ("2 > a", "a < 2", True),
+    ("(1,2)", "1 < x < 2", True),
     # MIN normalize_final_answer
     ("10 \\text{ cm}", "10", True), ("5 \\text{ inches}", "5", True), ("3 \\text{ feet}", "3", True),
-    ("45^{\\circ}", "45", True), ("12,\\!000", "12000", True), ("12{,}000", "12000", True), ("x = 5", "5", True),
+    ("45^{\\circ}", "45", True), ("12,\\!000", "12000", True), ("12{,}000", "12000", True),
+    ("x = 5", "5", True),
     ("100,000", "100000", True), ("\\text{(A)}", "A", True), ("\\text{(A)}", "B", False),
     # HEN _strip_string
-    ("0.5", ".5", True), ("\\frac{3}{4}", "\\frac34", True), ("\\sqrt{5}", "\\sqrt5", True), ("\\frac{1}{2}", "1/2", True),
-    ("5", "5\\text{ units}", True), ("50", "50\\%", True), ("\\$5", "5", True), ("\\dfrac{3}{4}", "\\frac34", True),
+    ("0.5", ".5", True), ("\\frac{3}{4}", "\\frac34", True), ("\\sqrt{5}", "\\sqrt5", True),
+    ("\\frac{1}{2}", "1/2", True),
+    ("5", "5\\text{ units}", True), ("50", "50\\%", True), ("\\$5", "5", True),
+    ("\\dfrac{3}{4}", "\\frac34", True),
     ("\\left(1,2\\right]", "(1,2]", True), ("\\frac{3}{4}", "\\frac43", False),
     # GSM: numbers GSM8K models write against GSM8K golds
-    ("1,080", "1080", True), ("$1,080", "1080", True), ("\\$1,080.00", "1080", True), ("1080 dollars", "1080", True),
-    ("18.00", "18", True), ("18.5", "18", False), ("-7", "7", False), ("5 apples", "5", True), ("70%", "70", True),
+    ("1,080", "1080", True), ("$1,080", "1080", True), ("\\$1,080.00", "1080", True),
+    ("1080 dollars", "1080", True),
+    ("18.00", "18", True), ("18.5", "18", False), ("-7", "7", False), ("5 apples", "5", True),
+    ("70%", "70", True),
     ("0.25", "1/4", True), ("1/4", "25", False), ("3 hours", "3", True), ("12,000,000", "12000000", True),
     ("12,000,000", "1200000", False), ("$0.50", "0.5", True), ("2,5", "25", False),
 ]
@@ -448,19 +471,22 @@ def test_public_grader_cases(pred, gold, expected):
 
 # full texts from the same sources: (text, gold, equal?)
 PUBLIC_TEXTS = [
-    ("Final Answer: The largest $n$ is 34.", "34", True),  # MV "Answer extraction with format Final Answer"
+    ("Final Answer: The largest $n$ is 34.", "34", True),  # MV: "Answer extraction with format Final Answer"
     ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", "-2,1", True),  # MV numina: boxes that are one list
     ("$\\boxed{1}\\boxed{2}$", "1,2", True),  # MV test_all
-    ("the answer should be \\boxed{004}.\n\nBut let me check again.\n\n**Final Answer**\n\\boxed{004}", "004", True),
-    ("could answer therefore\\boxed{840}.,but let me put this after explain.\n\n**Final Answer**\n\\boxed{840}",
-     "840", True),  # MV test_boxed
+    ("the answer should be \\boxed{004}.\n\nBut let me check again.\n\n**Final Answer**\n\\boxed{004}",
+     "004", True),
+    ("could answer therefore\\boxed{840}.,but let me put this after explain.\n\n**Final Answer**\n"
+     "\\boxed{840}", "840", True),  # MV test_boxed
     ("Thus, the answer is $x \\in \\boxed{(2,12) \\cup (12,102)}$", "(2, 12) \\cup (12, 102)", True),
-    ("is $\\boxed{11,\\! 111,\\! 111,\\! 100}$", "11111111100", True), ("is $\\boxed{32,\\! 349}$", "32349", True),
+    ("is $\\boxed{11,\\! 111,\\! 111,\\! 100}$", "11111111100", True),
+    ("is $\\boxed{32,\\! 349}$", "32349", True),
     ("is $\\boxed{32, 349}$", "32349", False),  # MV: a comma and a space is a list, not thousands
     ("Therefore, $\\boxed{\\text{Evelyn}}$ is our answer.", "\\text{Evelyn}", True),
     ("Final Answer: The final answer is $28 \\%$. I hope it is correct.", "28", True),  # MIN's format
     ("She pays 3 * $4 = $12.\n#### 12", "12", True), ("The answer is $1,234.", "1234", True),  # GSM
-    ("So she earns 18 dollars a day.", "18", True), ("#### -3", "3", False), ("Total: 5 + 7 = 12", "12", True),
+    ("So she earns 18 dollars a day.", "18", True), ("#### -3", "3", False),
+    ("Total: 5 + 7 = 12", "12", True),
 ]
 
 
