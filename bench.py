@@ -39,15 +39,16 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import model as M
+from common import PRESETS, pick_device
 from model import GPT, GPTConfig, generate
 from pretrain import flops_per_token, peak_flops
 
 
 
 def default_config(**changes):
-    """The project's default model: ~10M parameters, SWA with W=128."""
-    return GPTConfig(**{**dict(vocab_size=1024, n_layer=6, n_head=6, n_kv_head=2, n_embd=384,
-                               max_seq_len=1024, window=128), **changes})
+    """The default preset's model (presets table, common.py) at its run's window: ~10M parameters."""
+    preset = PRESETS["default"]
+    return GPTConfig(**{**dict(vocab_size=1024, **preset["model"], window=preset["data"]["window"]), **changes})
 
 
 def tiny_config(**changes):
@@ -528,7 +529,7 @@ def main(argv=None):
     unknown = set(only) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))
+    device = torch.device(pick_device(args.device or ("cpu" if args.quick else "auto")))
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cuda.matmul.allow_tf32 = True

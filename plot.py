@@ -111,17 +111,20 @@ def line_plot_svg(path, series, title, xlabel, ylabel):
 
 
 def rl_curves(svg_path, metrics_paths):
-    """GRPO curves of one or more runs (rl.py's JSON lines), one series per run in each panel:
-    reward, held-out greedy accuracy, completion length and the window-friendly style fraction."""
-    panels = {"reward (train samples)": {}, "greedy accuracy (val)": {}, "completion length (mean tokens)": {},
-              "window-friendly fraction (train samples)": {}}
+    """GRPO curves of one or more runs (rl.py's JSON lines), one series per run in each panel: reward,
+    held-out greedy accuracy, the window-friendly share of samples, the far-dependency fraction of the
+    held-out greedy traces and the completion length."""
+    panels = {"reward (train samples)": "reward", "greedy accuracy (val)": "eval_acc",
+              "window-friendly share (train samples)": "wf_frac",
+              "operands beyond the window (val, greedy)": "eval_dep_far",
+              "completion length (mean tokens)": "len_mean"}
+    series = {panel: {} for panel in panels}
     for path in metrics_paths:
         rows = [json.loads(line) for line in open(path) if line.strip()]
         name = os.path.splitext(os.path.basename(path))[0]
-        pts = lambda key: [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        for panel, key in zip(panels, ("reward", "eval_acc", "len_mean", "wf_frac")):
-            panels[panel][name] = pts(key)
-    return line_plot_svg(svg_path, panels, "GRPO", "step", "")
+        for panel, key in panels.items():
+            series[panel][name] = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    return line_plot_svg(svg_path, series, "GRPO", "step", "")
 
 
 if __name__ == "__main__":
