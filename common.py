@@ -149,12 +149,13 @@ def next_meta(meta, stage, **record):
     return out
 
 
-def resume_state(args, stage):
-    """The train_state to continue from --out (None: start fresh). --resume with no file at --out
-    starts fresh; --resume on a finished run of this stage says so and exits 0."""
+def resume(args, stage, model, opt):
+    """The step a training stage starts at. --resume with an unfinished `stage` run at --out restores
+    its weights, optimizer and random streams there; with no file at --out it starts fresh (step 0);
+    with a finished run it says so and exits 0."""
     from model import read_checkpoint
     if not (args.resume and os.path.exists(args.out)):
-        return None
+        return 0
     try:
         ckpt = read_checkpoint(args.out)
     except ValueError as e:
@@ -165,8 +166,14 @@ def resume_state(args, stage):
     if state is None:
         print(f"{args.out} is a finished {stage} run; nothing to do")
         sys.exit(0)
-    state["model"] = ckpt["model"]
-    return state
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        fail(f"--resume: {args.out} does not fit this run ({str(e).splitlines()[0]})")
+    set_rng_state(state["rng"])
+    print(f"resuming {args.out} at step {state['step']}")
+    return state["step"]
 
 
 def open_metrics(path, resumed_at):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (PRESETS, ArgumentParser, add_preset_arg, apply_preset, fail, open_metrics, pick_device,
-                    resume_state, rng_state, set_rng_state)
+                    resume, rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
@@ -153,14 +153,7 @@ def train(model, get_batch, val_batches, args, meta):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), fused=cuda)
-    state = resume_state(args, meta["stage"])   # None: a fresh run
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = state["step"]
-        print(f"resuming {args.out} at step {start}")
+    start = resume(args, meta["stage"], model, opt)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model

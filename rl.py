@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta,
-                    open_metrics, pick_device, resume_state, rng_state, set_rng_state)
+                    open_metrics, pick_device, resume, rng_state)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -336,13 +336,7 @@ def main(argv=None):
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None  # the initial policy
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
-    state = resume_state(args, "rl")   # None: a fresh run
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = state["step"]
+    start = resume(args, "rl", model, opt)
     log_file = open_metrics(args.metrics, start)
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-from data.mathgen import make_problems
 from model import GPT, GPTConfig, generate, load_checkpoint, read_checkpoint, save_checkpoint
 from plot import line_plot_svg
 from rl import (get_args, group_advantages, make_batch, microbatches, optimize,
@@ -276,20 +275,20 @@ def test_cli_runs_and_resumes_exactly(tiny_ckpt, tmp_path):
     assert model_a.attn_impl == "auto" and "attn_impl" not in read_checkpoint(a)["config"]  # trained tiled, not saved
     # the same run in two pieces: interrupted after its step-2 checkpoint, then --resume to 3
     import rl
-    calls = []
+    calls, real = [], rl.make_problems
 
     def dies_at_step_3(*args, **kw):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return make_problems(*args, **kw)
+        return real(*args, **kw)
     old_threads = torch.get_num_threads()
     try:
-        rl.make_problems, make_problems = dies_at_step_3, rl.make_problems
+        rl.make_problems = dies_at_step_3
         with pytest.raises(KeyboardInterrupt):
             rl.main(["--init", tiny_ckpt, "--out", b, "--steps", "3", *CLI, "--save-every", "1", "--eval-every", "0"])
     finally:
-        rl.make_problems = make_problems
+        rl.make_problems = real
         torch.set_num_threads(old_threads)
     assert read_checkpoint(b)["meta"]["train_state"]["step"] == 2
     r = run_rl("--init", tiny_ckpt, "--out", b, "--steps", "3", "--resume", *CLI)
