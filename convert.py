@@ -26,7 +26,8 @@ def main():
     g = ap.add_argument_group("conversion")
     g.add_argument("--init", required=True, help="checkpoint to convert")
     g.add_argument("--window", type=int, help="W: query i sees keys i-W+1 .. i (default: the run's window)")
-    g.add_argument("--layer-pattern", default="S", help="S = sliding, F = full, repeated over depth (e.g. SSSF)")
+    g.add_argument("--layer-pattern", default="S",
+                   help="S = sliding, F = full, repeated over depth (e.g. SSSF)")
     g.add_argument("--sinks", type=int, default=0, help="first N tokens stay visible to sliding layers")
     g.add_argument("--out", required=True, help="converted checkpoint to write")
     g = ap.add_argument_group("report")

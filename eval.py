@@ -167,7 +167,8 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
                                    seed + 1_000_003, f"sample k={k}", progress)
         s_judged = [judge(enc, c, golds[i // k], timeout) for i, c in enumerate(samples)]
         s_correct = [j[0] for j in s_judged]
-        s_answers = [extract_answer(text) if stopped else None for _, stopped, text in s_judged]  # no vote if cut off
+        # a completion cut off by the length limit has no final answer, so it does not vote
+        s_answers = [extract_answer(text) if stopped else None for _, stopped, text in s_judged]
         groups = [range(i * k, (i + 1) * k) for i in range(len(problems))]
         res.update(k=k, temperature=temperature,
                    pass1_sampled=_mean([_mean([s_correct[j] for j in g]) for g in groups]),
@@ -202,7 +203,8 @@ def markdown_table(rows):
     for r in rows:
         cells = [r["label"], r["attention"], str(r["n"]), _pct(r["greedy_acc"]), _pct(r["pass1_sampled"]),
                  _pct(r["pass_at_k"]), _pct(r["maj_at_k"]), _pct(r["extracted"]), f"{r['len_mean']:.0f}",
-                 f"{r['len_p90']:.0f}", _pct(r["trunc_rate"]), _fmt(r["dep_mean"], ".1f"), _fmt(r["dep_p90"], ".0f"),
+                 f"{r['len_p90']:.0f}", _pct(r["trunc_rate"]), _fmt(r["dep_mean"], ".1f"),
+                 _fmt(r["dep_p90"], ".0f"),
                  f"{_pct(r['dep_far'])} (W={r['dep_window']})", _pct(r["wf_frac"]), f"{r['tok_per_s']:.0f}",
                  f"{r['kv_bytes_per_seq']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -236,7 +238,7 @@ def main(argv=None):
     # what to evaluate
     ap.add_argument("--ckpt", nargs="+", metavar="PATH", help="one or more checkpoints (one table row each)")
     ap.add_argument("--label", action="append", help="row name, repeated once per --ckpt (default: file name)")
-    ap.add_argument("--preset", help="row of the presets table for --n, --k, ... (default: the first checkpoint's)")
+    ap.add_argument("--preset", help="presets-table row for --n, --k, ... (default: the first checkpoint's)")
     # data
     ap.add_argument("--data", default="mathgen", help="'mathgen' (generated problems) or a GSM8K-format .jsonl")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"], help="mathgen split")

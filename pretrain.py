@@ -42,7 +42,8 @@ def add_train_args(ap):
     g = ap.add_argument_group("run")
     g.add_argument("--out", required=True, help="checkpoint to write (atomically)")
     g.add_argument("--metrics", help="JSON-lines metrics (default: --out with .jsonl)")
-    g.add_argument("--resume", action="store_true", help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
     g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
     g.add_argument("--eval-every", type=int, help="held-out loss every N steps")
     g.add_argument("--seed", type=int, default=0)
@@ -172,7 +173,8 @@ def train(model, get_batch, val_batches, args, meta):
 
     log = open_metrics(args.metrics, start)
     record = {}
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=meta["stage"], dynamic_ncols=True)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=meta["stage"],
+               dynamic_ncols=True)
     t_last, tokens_since = time.time(), 0
     for step in bar:
         lr = lr_at(step)
@@ -198,7 +200,8 @@ def train(model, get_batch, val_batches, args, meta):
                 record["val_loss"] = round(evaluate_loss(fwd, val_batches, device), 5)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            bar.set_postfix(loss=f"{loss_val:.4f}", tok_s=f"{tok_s:.3g}", **({"val": record["val_loss"]} if "val_loss" in record else {}))
+            val = {"val": record["val_loss"]} if "val_loss" in record else {}
+            bar.set_postfix(loss=f"{loss_val:.4f}", tok_s=f"{tok_s:.3g}", **val)
             t_last, tokens_since = time.time(), 0
         if args.save_every and (step + 1) % args.save_every == 0 and not last:
             save(step + 1, finished=False)
@@ -237,14 +240,16 @@ def main():
     if not isinstance(args.data_knobs, dict):
         fail("--data-knobs must be a JSON object")
     knobs = {**DEFAULT_KNOBS, **preset["data"], **args.data_knobs}
-    knobs.update({k: v for k, v in (("window", args.window), ("window_friendly_frac", args.window_friendly_frac))
-                  if v is not None})
+    for k in ("window", "window_friendly_frac"):
+        if getattr(args, k) is not None:
+            knobs[k] = getattr(args, k)
     if set(knobs) - set(DEFAULT_KNOBS):
         fail(f"unknown data knobs {sorted(set(knobs) - set(DEFAULT_KNOBS))}; known: {sorted(DEFAULT_KNOBS)}")
     t0 = time.time()
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)
-    val_batches = [tuple(t[i:i + args.batch_size] for t in val) for i in range(0, val[0].shape[0], args.batch_size)]
+    val_batches = [tuple(t[i:i + args.batch_size] for t in val)
+                   for i in range(0, val[0].shape[0], args.batch_size)]
     print(f"data: {rows[0].shape[0]} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s); "
           f"one epoch = {rows[0].shape[0] / args.batch_size:.0f} steps")
     model = GPT(cfg)

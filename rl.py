@@ -64,7 +64,7 @@ def get_args(argv=None):
     p = ArgumentParser(__doc__)
     g = p.add_argument_group("run")
     g.add_argument("--init", required=True, help="checkpoint to start from (an SFT checkpoint)")
-    g.add_argument("--out", default="runs/rl.pt", help="checkpoint written every --save-every steps and at the end")
+    g.add_argument("--out", default="runs/rl.pt", help="checkpoint, written every --save-every steps and at the end")
     g.add_argument("--metrics", default=None, help="JSON-lines metrics (default: next to --out, .jsonl)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
@@ -97,7 +97,8 @@ def get_args(argv=None):
     g.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps (0: only at the end)")
     g = p.add_argument_group("GRPO variants (the defaults are the on-policy path of the docstring)")
     g.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"],
-                   help="dapo: every token weighs the same; grpo: every sequence; dr_grpo: sum / (N x max_new_tokens)")
+                   help="dapo: every token weighs the same; grpo: every sequence; "
+                        "dr_grpo: sum / (N x max_new_tokens)")
     g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                    help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
     g.add_argument("--clip-low", type=float, default=0.2, help="PPO's epsilon below 1")
@@ -138,7 +139,8 @@ def group_advantages(rewards, group_size, scale="group", eps=1e-6):
     r = torch.as_tensor(rewards, dtype=torch.float32).view(-1, group_size)
     centred = r - r.mean(dim=1, keepdim=True)
     if scale == "group":
-        centred = centred / (r.std(dim=1, keepdim=True, unbiased=False) + eps)  # population std: finite for any G >= 1
+        # population std: finite for any G >= 1
+        centred = centred / (r.std(dim=1, keepdim=True, unbiased=False) + eps)
     elif scale != "none":
         raise ValueError(f"scale must be 'group' or 'none', got {scale!r}")
     return centred.view(-1)
@@ -333,7 +335,8 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
-    ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None  # the initial policy
+    # variant: the initial policy, frozen, as the reference of the KL term
+    ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     start = resume(args, "rl", model, opt)
@@ -351,7 +354,8 @@ def main(argv=None):
         r = evaluate(model, enc, val, greedy_only=True, max_new_tokens=n, batch_size=args.gen_batch,
                      ref_window=knobs["window"], progress=False)
         log({"step": step, "eval_acc": r["greedy_acc"], "eval_wf_frac": r["wf_frac"], "eval_len": r["len_mean"],
-             "eval_trunc": r["trunc_rate"], "eval_dep_far": r["dep_far"], "eval_time": round(time.time() - t0, 2)})
+             "eval_trunc": r["trunc_rate"], "eval_dep_far": r["dep_far"],
+             "eval_time": round(time.time() - t0, 2)})
         tqdm.write(f"step {step}: greedy val accuracy {r['greedy_acc']:.3f} (n={len(val)}), "
                    f"wf {r['wf_frac']:.2f}, len {r['len_mean']:.0f}")
 
@@ -373,7 +377,8 @@ def main(argv=None):
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
         if n_new < 1:
-            fail(f"prompts of {max(map(len, prompts))} tokens leave no room in max_seq_len={model.config.max_seq_len}")
+            fail(f"prompts of {max(map(len, prompts))} tokens leave no room in "
+                 f"max_seq_len={model.config.max_seq_len}")
         comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
                                        seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
         if cuda:
@@ -384,7 +389,8 @@ def main(argv=None):
         judged = [judge(enc, c, p["answer"]) for c, p in zip(comps, (p for p in problems for _ in range(G)))]
         rewards = torch.tensor([float(j[0]) for j in judged])
         if args.format_reward:   # variant: a bonus for stopping with an extractable answer
-            rewards += args.format_reward * torch.tensor([j[1] and extract_answer(j[2]) is not None for j in judged])
+            formatted = torch.tensor([j[1] and extract_answer(j[2]) is not None for j in judged])
+            rewards += args.format_reward * formatted
         adv = group_advantages(rewards, G, args.scale_rewards)
         keep = torch.ones(len(comps), dtype=torch.bool)   # variants may leave samples out of the loss
         if args.mask_truncated:
@@ -408,7 +414,8 @@ def main(argv=None):
         lens = [len(c) for c in comps]
         n_train = sum(len(prompts[i]) + len(comps[i]) for i in ids) * args.num_iterations
         row = {"step": step + 1, **sample_metrics(judged, rewards, G), "len_mean": sum(lens) / len(lens),
-               "len_max": max(lens), "trained_seqs": len(ids), "lr": lr, **{k: round(v, 6) for k, v in stats.items()},
+               "len_max": max(lens), "trained_seqs": len(ids), "lr": lr,
+               **{k: round(v, 6) for k, v in stats.items()},
                "rollout_tok_s": round(sum(lens) / max(t_roll, 1e-9), 1),
                "train_tok_s": round(n_train / max(t_train, 1e-9), 1), "step_time": round(time.time() - t0, 3)}
         if cuda:   # the peak so far: the "fits a 24 GB GPU" claim, measured

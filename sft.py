@@ -4,7 +4,7 @@ The checkpoint keeps its own attention: an SA base stays SA, a converted SWA mod
 
     python sft.py --init runs/default/base.pt --out runs/default/sft_sa.pt
     python sft.py --init runs/default/swa.pt  --out runs/default/sft_swa.pt   # same data and settings
-    python sft.py --init runs/default/swa.pt  --out wf_only.pt --window-friendly-frac 1   # data fit for the window
+    python sft.py --init runs/default/swa.pt  --out wf_only.pt --window-friendly-frac 1   # data for the window
     python sft.py --init runs/default/swa.pt  --out distilled.pt --data samples.jsonl     # a file of solutions
 
 Settings come from the presets table (the preset --init was made with) and the data record of
@@ -90,7 +90,8 @@ def main():
         val = sft_rows(enc, val_problems, model.config.max_seq_len)
     except ValueError as e:
         fail(f"{args.init}: {e}")
-    val_batches = [tuple(t[i:i + args.batch_size] for t in val) for i in range(0, val[0].shape[0], args.batch_size)]
+    val_batches = [tuple(t[i:i + args.batch_size] for t in val)
+                   for i in range(0, val[0].shape[0], args.batch_size)]
     print(f"data: {rows[0].shape[0]} examples padded to {rows[0].shape[1]} tokens "
           f"({rows[2].float().mean():.0%} of positions in the loss); model: {model.config.describe()}")
     meta = next_meta({**init_meta, "preset": args.preset, "data": knobs}, "sft", init=args.init,
