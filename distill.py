@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from common import ArgumentParser, data_knobs, fail, load, pick_device
+from common import ArgumentParser, claim_outputs, data_knobs, fail, load, pick_device
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge
@@ -35,6 +35,7 @@ def main():
     args = ap.parse_args()
     if args.n < 1 or args.batch_size < 1 or not args.temperature > 0:
         fail("--n and --batch-size must be >= 1 and --temperature > 0")
+    claim_outputs([args.out], [args.ckpt])
     model, enc, meta = load(args.ckpt, pick_device(args.device))
     problems = make_problems(args.n, split="train", seed=DISTILL_SEED_BASE + args.seed, **data_knobs(meta))
     prompts = [encode_prompt(enc, p["question"]) for p in problems]

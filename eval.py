@@ -270,8 +270,9 @@ def main(argv=None):
     if args.data != "mathgen" and not os.path.isfile(args.data):
         fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
-    from common import apply_preset, data_knobs, load, pick_device
+    from common import apply_preset, claim_outputs, data_knobs, load, pick_device
     device = pick_device(args.device)
+    claim_outputs([args.json, args.md], [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
     args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
@@ -322,12 +323,19 @@ def main(argv=None):
 
 
 def _write(path, text):
+    """Atomic, as checkpoints are: a kill leaves the old file or the new one, never half of one
+    (the temporary file is named after the pid, so the next run removes it if it was left behind)."""
+    tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
+        os.replace(tmp, path)
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror}")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (PRESETS, ArgumentParser, add_preset_arg, apply_preset, fail, open_metrics, pick_device,
-                    resume, rng_state)
+from common import (PRESETS, ArgumentParser, add_preset_arg, apply_preset, claim_outputs, fail, open_metrics,
+                    pick_device, resume, rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
@@ -51,13 +51,15 @@ def add_train_args(ap):
     g.add_argument("--no-compile", action="store_true", help="skip torch.compile on GPU")
 
 
-def check_train_args(args):
-    """After the preset filled the gaps: the device, positive sizes, the metrics path."""
+def check_train_args(args, inputs=()):
+    """After the preset filled the gaps: the device, positive sizes, the metrics path, and the outputs
+    (not one of `inputs`, writable, locked: common.claim_outputs) before any work."""
     args.device = pick_device(args.device)
     for k in ("steps", "batch_size", "lr"):
         if not getattr(args, k) > 0:
             fail(f"--{k.replace('_', '-')} must be positive")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    claim_outputs([args.out, args.metrics], inputs)
     return args
 
 
@@ -154,7 +156,7 @@ def train(model, get_batch, val_batches, args, meta):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), fused=cuda)
-    start = resume(args, meta["stage"], model, opt)
+    start = resume(args, meta, model, opt)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
@@ -217,8 +219,9 @@ def main():
     add_preset_arg(g)
     g.add_argument("--n-train", type=int, help="generated training problems")
     g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
-    g.add_argument("--window", type=int, help="the run's window: the window-friendly traces are written for it, "
-                                              "and later stages (convert, sft, rl, eval) take it from here")
+    g.add_argument("--window", type=int,
+                   help="the run's window: the window-friendly traces are written for it, "
+                        "and later stages (convert, sft, rl, eval) take it from here")
     g.add_argument("--window-friendly-frac", type=float, help="share of window-friendly solutions")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')

@@ -5,7 +5,7 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt --resume   # continue it
     python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
 
-Each step is the algorithm, in this order (`main` reads the same way):
+Each step is the algorithm, in this order (`run` reads the same way):
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
      attention (`model.generate`, so SWA models decode through their ring-buffer cache);
   2. rewards: 1 if the sample is correct by the project's one rule (`eval.judge`: it stopped with
@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta,
-                    open_metrics, pick_device, resume, rng_state)
+from common import (ArgumentParser, add_preset_arg, apply_preset, claim_outputs, data_knobs, fail, load,
+                    next_meta, open_metrics, pick_device, release_outputs, resume, rng_state)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -104,7 +104,8 @@ def get_args(argv=None):
     g.add_argument("--clip-low", type=float, default=0.2, help="PPO's epsilon below 1")
     g.add_argument("--clip-high", type=float, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
     g.add_argument("--beta", type=float, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
-    g.add_argument("--num-iterations", type=int, default=1, help="mu: passes over each batch (1 = strictly on-policy)")
+    g.add_argument("--num-iterations", type=int, default=1,
+                   help="mu: passes over each batch (1 = strictly on-policy)")
     g.add_argument("--mask-truncated", action="store_true", help="leave truncated completions out of the loss")
     g.add_argument("--drop-zero-std-groups", action="store_true",
                    help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
@@ -126,6 +127,7 @@ def check_args(args):
         fail(f"--lr must be positive, got {args.lr}")
     args.device = pick_device(args.device)
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init])
     return args
 
 
@@ -325,6 +327,13 @@ def sample_metrics(judged, rewards, G):
 
 
 def main(argv=None):
+    try:
+        run(argv)
+    finally:
+        release_outputs()   # called in-process (tests): the outputs are free once it returns or raises
+
+
+def run(argv=None):
     args = get_args(argv)
     model, enc, init_meta = load(args.init, pick_device(args.device), attn_impl=args.attn_impl)
     args = check_args(apply_preset(args, "rl", init_meta))
@@ -339,7 +348,7 @@ def main(argv=None):
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
-    start = resume(args, "rl", model, opt)
+    start = resume(args, meta, model, opt)
     log_file = open_metrics(args.metrics, start)
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
 

@@ -75,7 +75,7 @@ def main():
     add_train_args(ap)
     args = ap.parse_args()
     model, enc, init_meta = load(args.init)
-    args = check_train_args(apply_preset(args, "sft", init_meta))
+    args = check_train_args(apply_preset(args, "sft", init_meta), inputs=(args.init, args.data))
     torch.manual_seed(args.seed)
     knobs = data_knobs(init_meta)
     if args.window_friendly_frac is not None:
