@@ -17,6 +17,7 @@ import argparse
 import atexit
 import glob
 import json
+import math
 import os
 import random
 import sys
@@ -98,6 +99,30 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")
+
+
+def number(kind=float, low=None, above=None, high=None):
+    """An argparse type: a `kind` (int or float) that is finite and within the bounds, else argparse's
+    one-line error ("argument --lr: must be finite, got 'nan'"). Nonsense is refused where it is typed,
+    not found out mid-run (a NaN loss, a process pool of -1 problems)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}")
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        for ok, what in ((low is None or v >= low, f">= {low}"), (above is None or v > above, f"> {above}"),
+                         (high is None or v <= high, f"<= {high}")):
+            if not ok:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return v
+    return parse
+
+
+POSITIVE_INT, COUNT = number(int, low=1), number(int, low=0)   # sizes; counts and periods (0: none/off)
+FINITE, POSITIVE, NONNEG = number(float), number(float, above=0), number(float, low=0)
+FRACTION = number(float, low=0, high=1)
 
 
 def pick_device(name="auto"):

@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from common import ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta
+from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail,
+                    load, next_meta)
 from data.tokenizer import encode_example
 from eval import evaluate
 from pretrain import add_train_args, batch_at, check_train_args, evaluate_loss, generate_problems, train
@@ -67,9 +68,9 @@ def main():
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
     add_preset_arg(g)
-    g.add_argument("--n-train", type=int, help="generated training problems")
-    g.add_argument("--n-val", type=int, help="held-out problems for loss and greedy accuracy")
-    g.add_argument("--window-friendly-frac", type=float,
+    g.add_argument("--n-train", type=POSITIVE_INT, help="generated training problems")
+    g.add_argument("--n-val", type=POSITIVE_INT, help="held-out problems for loss and greedy accuracy")
+    g.add_argument("--window-friendly-frac", type=FRACTION,
                    help="share of window-friendly solutions (default: as --init was trained)")
     g.add_argument("--data", help="train on this JSONL of question/solution records instead of generated ones")
     add_train_args(ap)

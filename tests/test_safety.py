@@ -216,3 +216,39 @@ def test_stale_temporary_files_are_removed(folder):
     r = run("convert.py", "--init", str(folder / "a.pt"), "--out", out, "--n-val", "0", "--device", "cpu")
     assert r.returncode == 0, r.stderr[-2000:]
     assert not os.path.exists(stale) and os.path.exists(live)
+
+
+# Tracebacks (issue 14): nonsense values, a bad --out for --resume, outputs that cannot be written.
+# One line, a non-zero exit, nothing written.
+BAD = [
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--lr", "nan"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--lr", "inf"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-train", "0"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-val", "-1"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-embd", "0"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--grad-clip", "nan"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--warmup", "-1"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--data-knobs", "[1, 2]"),
+    ("pretrain.py", "--preset", "smoke", "--out", "junk.pt", "--resume"),          # truncated / foreign
+    ("pretrain.py", "--preset", "smoke", "--out", "a.pt", "--resume"),             # an sft checkpoint
+    ("pretrain.py", "--preset", "smoke", "--out", "sub"),                           # a directory
+    ("pretrain.py", "--preset", "smoke", "--out", "m.jsonl/x.pt"),                 # a folder that cannot be made
+    ("sft.py", "--init", "a.pt", "--out", "b.pt", "--n-val", "-1"),
+    ("eval.py", "--ckpt", "a.pt", "--top-k", "-1"),
+    ("eval.py", "--ckpt", "a.pt", "--temperature", "nan"),
+    ("rl.py", "--init", "a.pt", "--out", "b.pt", "--temperature", "nan"),
+    ("convert.py", "--init", "a.pt", "--out", "sub"),
+    ("distill.py", "--ckpt", "a.pt", "--out", "x.jsonl", "--n", "0"),
+]
+
+
+@pytest.mark.parametrize("cmd", BAD, ids=[" ".join(c) for c in BAD])
+def test_bad_input_is_one_line(folder, cmd):
+    (folder / "junk.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    (folder / "sub").mkdir()
+    before = snapshot(folder)
+    script, *args = cmd
+    args = [str(folder / a) if a.endswith((".pt", ".jsonl", ".json")) or a == "sub" else a for a in args]
+    r = run(script, *args, "--device", "cpu")
+    assert one_line_error(r), (r.returncode, r.stderr[-2000:])
+    assert snapshot(folder) == before
