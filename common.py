@@ -14,7 +14,10 @@ The metadata record (a checkpoint's `meta`) is how settings flow from stage to s
 Each stage reads the record of its --init, updates it (`next_meta`) and passes it on.
 """
 import argparse
+import atexit
+import glob
 import json
+import math
 import os
 import random
 import sys
@@ -98,6 +101,30 @@ class ArgumentParser(argparse.ArgumentParser):
         fail(f"{message} (see {self.prog} --help)")
 
 
+def number(kind=float, low=None, above=None, high=None):
+    """An argparse type: a `kind` (int or float) that is finite and within the bounds, else argparse's
+    one-line error ("argument --lr: must be finite, got 'nan'"). Nonsense is refused where it is typed,
+    not found out mid-run (a NaN loss, a process pool of -1 problems)."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}")
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        for ok, what in ((low is None or v >= low, f">= {low}"), (above is None or v > above, f"> {above}"),
+                         (high is None or v <= high, f"<= {high}")):
+            if not ok:
+                raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return v
+    return parse
+
+
+POSITIVE_INT, COUNT = number(int, low=1), number(int, low=0)   # sizes; counts and periods (0: none/off)
+FINITE, POSITIVE, NONNEG = number(float), number(float, above=0), number(float, low=0)
+FRACTION = number(float, low=0, high=1)
+
+
 def pick_device(name="auto"):
     """'auto' is CUDA when there is one; asking for CUDA without it is a user error."""
     if name == "auto":
@@ -107,6 +134,116 @@ def pick_device(name="auto"):
     if name != "cpu" and not name.startswith("cuda"):
         fail(f"--device must be auto, cpu or cuda[:N], got {name!r}")
     return name
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs: never one of the inputs, writable, one writer at a time
+
+def claim_outputs(outputs, inputs=()):
+    """Every script calls this before any work, with the files it will write and the files it reads.
+    An output that is an input (or another output) would destroy it; one that is a directory or sits
+    in a folder that cannot be written would fail only after the work: each is one line and exit 1,
+    before anything on disk changed. Then each output is locked against a second process writing it
+    (`<out>.lock`, removed at exit) and the temporary files a killed save left next to it are removed."""
+    outputs = [p for p in outputs if p]
+    read = {os.path.realpath(p): p for p in inputs if p}
+    seen = {}
+    for out in outputs:
+        real = os.path.realpath(out)   # resolved: a symlink or ./a.pt is the same file as a.pt
+        if real in read:
+            fail(f"{out} is an input of this run ({read[real]}); writing it would destroy it: choose another path")
+        if real in seen:
+            fail(f"{seen[real]} and {out} are the same file; give each output its own path")
+        seen[real] = out
+        if os.path.isdir(out):
+            fail(f"{out} is a directory; give a file path to write")
+    for out in outputs:
+        _lock(out)
+        _remove_stale(out + ".tmp")
+        _remove_stale(out + ".lock.tmp")
+
+
+def _pid_alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)   # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True       # it exists, under another user
+    return True
+
+
+def _lock(out):
+    """`<out>.lock` holds the writer's pid. It is made whole (pid inside) and linked into place, which
+    fails if one is there: no moment where a lock exists but names nobody. A lock whose pid is dead
+    was left by a kill and is taken over; one that is our own pid is ours (a stage run twice in one
+    process, as tests do)."""
+    lock = out + ".lock"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = f"{lock}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(str(os.getpid()))
+    except OSError as e:
+        fail(f"cannot write {out} ({e.strerror})")
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)
+                if not _HELD:
+                    atexit.register(release_outputs)   # on any exit: return, fail(), an exception, Ctrl-C
+                _HELD.append(lock)
+                return
+            except FileExistsError:
+                pid = _lock_pid(lock)
+                if pid == os.getpid():
+                    return
+                if _pid_alive(pid):
+                    fail(f"{out} is in use by pid {pid} (remove {lock} if that process is not writing it)")
+                try:
+                    os.remove(lock)   # stale: its writer is gone
+                except FileNotFoundError:
+                    pass
+            except OSError as e:
+                fail(f"cannot write {out} ({e.strerror})")
+        fail(f"{out} is in use (lock {lock} keeps coming back)")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _lock_pid(lock):
+    try:
+        with open(lock) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+_HELD = []   # the locks this process took
+
+
+def release_outputs():
+    """Give back every output this process locked. Runs at exit; a script's main() that can be called
+    in-process (rl.main, by tests) also calls it when it returns or raises."""
+    while _HELD:
+        lock = _HELD.pop()
+        if _lock_pid(lock) == os.getpid():
+            os.remove(lock)
+
+
+def _remove_stale(prefix):
+    """`<prefix><pid>` files whose process is dead: half-written saves of a killed run (model.save_checkpoint
+    and the report writers name their temporary file after the pid that writes it)."""
+    for path in glob.glob(glob.escape(prefix) + "*"):
+        pid = path[len(prefix):]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,19 +286,50 @@ def next_meta(meta, stage, **record):
     return out
 
 
-def resume(args, stage, model, opt):
-    """The step a training stage starts at. --resume with an unfinished `stage` run at --out restores
-    its weights, optimizer and random streams there; with no file at --out it starts fresh (step 0);
-    with a finished run it says so and exits 0."""
+# What makes a run: a checkpoint at --out made with other values of these is another run's
+SETTINGS = ("preset", "tokenizer", "data", "history")
+
+
+def settings_diff(a, b, where=""):
+    """The first place two settings records differ, as 'data.window: 128 != 64' (None if equal)."""
+    a, b = (json.loads(json.dumps(x, default=str)) for x in (a, b))   # tuples and lists alike
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = settings_diff(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := settings_diff(x, y, f"{where}[{i}]"))), None)
+    return None if a == b else f"{where}: {a!r} != {b!r}"
+
+
+def resume(args, meta, model, opt):
+    """The step a training stage starts at. --resume with an unfinished run at --out made with the same
+    settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
+    there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
+    A checkpoint made with other settings is never continued nor taken as done."""
+    from dataclasses import asdict
+
     from model import read_checkpoint
+    stage = meta["stage"]
     if not (args.resume and os.path.exists(args.out)):
         return 0
     try:
         ckpt = read_checkpoint(args.out)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         fail(f"--resume: {e}")
-    if ckpt["meta"].get("stage") != stage:
-        fail(f"--resume: {args.out} is a {ckpt['meta'].get('stage')!r} checkpoint, not a {stage} run")
+    if not isinstance(ckpt.get("meta"), dict) or ckpt["meta"].get("stage") != stage:
+        fail(f"--resume: {args.out} is a {(ckpt.get('meta') or {}).get('stage')!r} checkpoint, not a {stage} run")
+    config = asdict(model.config)
+    saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    made = {"config": {k: v for k, v in saved.items() if k in config},   # keys older versions saved: not settings
+            **{k: ckpt["meta"].get(k) for k in SETTINGS}}
+    now = {"config": config, **{k: meta.get(k) for k in SETTINGS}}
+    diff = settings_diff(made, now)
+    if diff:
+        fail(f"--resume: {args.out} was made with other settings ({diff}); use another --out, or drop --resume "
+             f"to start over")
     state = ckpt["meta"].get("train_state")
     if state is None:
         print(f"{args.out} is a finished {stage} run; nothing to do")

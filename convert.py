@@ -15,7 +15,8 @@ a stated generation length for both.
 """
 import json
 
-from common import ArgumentParser, data_knobs, fail, load, next_meta, pick_device
+from common import (COUNT, POSITIVE_INT, ArgumentParser, claim_outputs, data_knobs, fail, load, next_meta,
+                    pick_device)
 from model import GPT, GPTConfig, kv_cache_bytes, save_checkpoint
 from pretrain import evaluate_loss, generate_problems
 from sft import greedy_accuracy, sft_rows
@@ -25,18 +26,20 @@ def main():
     ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("conversion")
     g.add_argument("--init", required=True, help="checkpoint to convert")
-    g.add_argument("--window", type=int, help="W: query i sees keys i-W+1 .. i (default: the run's window)")
+    g.add_argument("--window", type=POSITIVE_INT, help="W: query i sees keys i-W+1 .. i (default: the run's window)")
     g.add_argument("--layer-pattern", default="S",
                    help="S = sliding, F = full, repeated over depth (e.g. SSSF)")
-    g.add_argument("--sinks", type=int, default=0, help="first N tokens stay visible to sliding layers")
+    g.add_argument("--sinks", type=COUNT, default=0, help="first N tokens stay visible to sliding layers")
     g.add_argument("--out", required=True, help="converted checkpoint to write")
     g = ap.add_argument_group("report")
-    g.add_argument("--n-val", type=int, default=64, help="held-out problems for loss and accuracy (0: skip)")
-    g.add_argument("--gen-len", type=int, help="sequence length for the KV-cache figure (default: max_seq_len)")
+    g.add_argument("--n-val", type=COUNT, default=64, help="held-out problems for loss and accuracy (0: skip)")
+    g.add_argument("--gen-len", type=POSITIVE_INT,
+                   help="sequence length for the KV-cache figure (default: max_seq_len)")
     g.add_argument("--device", default="auto")
     g.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     device = pick_device(args.device)
+    claim_outputs([args.out], [args.init])
     before, enc, meta = load(args.init, device)
     knobs = data_knobs(meta)
     window = knobs["window"] if args.window is None else args.window

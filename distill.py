@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from common import ArgumentParser, data_knobs, fail, load, pick_device
+from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, data_knobs, fail, load, pick_device
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge
@@ -26,15 +26,16 @@ DISTILL_SEED_BASE = 9_000_000_000   # far from pretrain/SFT (seed * 1_000_003 + 
 def main():
     ap = ArgumentParser(__doc__)
     ap.add_argument("--ckpt", required=True, help="the model whose samples become the data")
-    ap.add_argument("--n", type=int, default=4000, help="training problems to sample (one sample each)")
+    ap.add_argument("--n", type=POSITIVE_INT, default=4000, help="training problems to sample (one sample each)")
     ap.add_argument("--out", required=True, help="JSONL of question/solution/answer/style records")
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--temperature", type=POSITIVE, default=1.0)
+    ap.add_argument("--batch-size", type=POSITIVE_INT, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     if args.n < 1 or args.batch_size < 1 or not args.temperature > 0:
         fail("--n and --batch-size must be >= 1 and --temperature > 0")
+    claim_outputs([args.out], [args.ckpt])
     model, enc, meta = load(args.ckpt, pick_device(args.device))
     problems = make_problems(args.n, split="train", seed=DISTILL_SEED_BASE + args.seed, **data_knobs(meta))
     prompts = [encode_prompt(enc, p["question"]) for p in problems]

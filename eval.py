@@ -21,7 +21,7 @@ import sys
 import time
 from fractions import Fraction
 
-from common import ArgumentParser, fail
+from common import COUNT, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, fail
 from grader import (GRADE_TIMEOUT, answer_key, extract_answer, grade, is_equiv,  # noqa: F401 (re-exported)
                     normalize_answer, to_number)
 
@@ -242,16 +242,16 @@ def main(argv=None):
     # data
     ap.add_argument("--data", default="mathgen", help="'mathgen' (generated problems) or a GSM8K-format .jsonl")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"], help="mathgen split")
-    ap.add_argument("--n", type=int, help="number of problems")
+    ap.add_argument("--n", type=POSITIVE_INT, help="number of problems")
     ap.add_argument("--seed", type=int, default=0, help="problem seed (mathgen) and sampling seed")
     # sampling
-    ap.add_argument("--k", type=int, help="samples per problem for pass@1/pass@k/maj@k (0: greedy only)")
-    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the k samples")
-    ap.add_argument("--top-k", type=int, default=None, help="top-k filter for the k samples")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: max_seq_len - longest prompt")
-    ap.add_argument("--batch-size", type=int, help="sequences per generate() call")
+    ap.add_argument("--k", type=COUNT, help="samples per problem for pass@1/pass@k/maj@k (0: greedy only)")
+    ap.add_argument("--temperature", type=NONNEG, default=1.0, help="sampling temperature of the k samples")
+    ap.add_argument("--top-k", type=POSITIVE_INT, default=None, help="top-k filter for the k samples")
+    ap.add_argument("--max-new-tokens", type=POSITIVE_INT, default=None, help="default: max_seq_len - longest prompt")
+    ap.add_argument("--batch-size", type=POSITIVE_INT, help="sequences per generate() call")
     # grading and analysis
-    ap.add_argument("--grade-timeout", type=float, default=GRADE_TIMEOUT, help="seconds of sympy per answer")
+    ap.add_argument("--grade-timeout", type=POSITIVE, default=GRADE_TIMEOUT, help="seconds of sympy per answer")
     # system and output
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--json", metavar="PATH", help="write settings and metrics as JSON")
@@ -270,8 +270,9 @@ def main(argv=None):
     if args.data != "mathgen" and not os.path.isfile(args.data):
         fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
-    from common import apply_preset, data_knobs, load, pick_device
+    from common import apply_preset, claim_outputs, data_knobs, load, pick_device
     device = pick_device(args.device)
+    claim_outputs([args.json, args.md], [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
     args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
@@ -322,12 +323,19 @@ def main(argv=None):
 
 
 def _write(path, text):
+    """Atomic, as checkpoints are: a kill leaves the old file or the new one, never half of one
+    (the temporary file is named after the pid, so the next run removes it if it was left behind)."""
+    tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
+        with open(tmp, "w") as f:
             f.write(text)
+        os.replace(tmp, path)
     except OSError as e:
         fail(f"cannot write {path}: {e.strerror}")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 if __name__ == "__main__":

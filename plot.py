@@ -130,4 +130,8 @@ def rl_curves(svg_path, metrics_paths):
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
         sys.exit(__doc__)
+    from common import claim_outputs, fail
+    if sys.argv[1].startswith("-"):
+        fail(f"unknown option {sys.argv[1]} (usage: python plot.py OUT.svg RUN.jsonl ...)")
+    claim_outputs([sys.argv[1]], sys.argv[2:])
     print(rl_curves(sys.argv[1], sys.argv[2:]))

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (PRESETS, ArgumentParser, add_preset_arg, apply_preset, fail, open_metrics, pick_device,
-                    resume, rng_state)
+from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
+                    apply_preset, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
@@ -32,32 +32,34 @@ from model import GPT, GPTConfig, save_checkpoint
 def add_train_args(ap):
     """The optimisation flags pretrain.py and sft.py share (None = take the preset's value)."""
     g = ap.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, help="optimizer steps")
-    g.add_argument("--batch-size", type=int, help="rows per step")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--warmup", type=int, help="linear warmup steps")
-    g.add_argument("--min-lr-frac", type=float, default=0.1, help="cosine decays to this fraction of --lr")
-    g.add_argument("--weight-decay", type=float, default=0.1)
-    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument("--steps", type=POSITIVE_INT, help="optimizer steps")
+    g.add_argument("--batch-size", type=POSITIVE_INT, help="rows per step")
+    g.add_argument("--lr", type=POSITIVE, help="peak learning rate")
+    g.add_argument("--warmup", type=COUNT, help="linear warmup steps")
+    g.add_argument("--min-lr-frac", type=FRACTION, default=0.1, help="cosine decays to this fraction of --lr")
+    g.add_argument("--weight-decay", type=NONNEG, default=0.1)
+    g.add_argument("--grad-clip", type=POSITIVE, default=1.0)
     g = ap.add_argument_group("run")
     g.add_argument("--out", required=True, help="checkpoint to write (atomically)")
     g.add_argument("--metrics", help="JSON-lines metrics (default: --out with .jsonl)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run saved at --out (none there: start fresh; finished: do nothing)")
-    g.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
-    g.add_argument("--eval-every", type=int, help="held-out loss every N steps")
+    g.add_argument("--save-every", type=COUNT, default=500, help="checkpoint every N steps (and at the end)")
+    g.add_argument("--eval-every", type=COUNT, help="held-out loss every N steps")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--no-compile", action="store_true", help="skip torch.compile on GPU")
 
 
-def check_train_args(args):
-    """After the preset filled the gaps: the device, positive sizes, the metrics path."""
+def check_train_args(args, inputs=()):
+    """After the preset filled the gaps: the device, positive sizes, the metrics path, and the outputs
+    (not one of `inputs`, writable, locked: common.claim_outputs) before any work."""
     args.device = pick_device(args.device)
     for k in ("steps", "batch_size", "lr"):
         if not getattr(args, k) > 0:
             fail(f"--{k.replace('_', '-')} must be positive")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    claim_outputs([args.out, args.metrics], inputs)
     return args
 
 
@@ -154,7 +156,7 @@ def train(model, get_batch, val_batches, args, meta):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), fused=cuda)
-    start = resume(args, meta["stage"], model, opt)
+    start = resume(args, meta, model, opt)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
@@ -215,15 +217,16 @@ def main():
     ap = ArgumentParser(__doc__)
     g = ap.add_argument_group("model and data")
     add_preset_arg(g)
-    g.add_argument("--n-train", type=int, help="generated training problems")
-    g.add_argument("--n-val", type=int, help="held-out problems for the validation loss")
-    g.add_argument("--window", type=int, help="the run's window: the window-friendly traces are written for it, "
-                                              "and later stages (convert, sft, rl, eval) take it from here")
-    g.add_argument("--window-friendly-frac", type=float, help="share of window-friendly solutions")
+    g.add_argument("--n-train", type=POSITIVE_INT, help="generated training problems")
+    g.add_argument("--n-val", type=POSITIVE_INT, help="held-out problems for the validation loss")
+    g.add_argument("--window", type=POSITIVE_INT,
+                   help="the run's window: the window-friendly traces are written for it, "
+                        "and later stages (convert, sft, rl, eval) take it from here")
+    g.add_argument("--window-friendly-frac", type=FRACTION, help="share of window-friendly solutions")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
-        g.add_argument("--" + name.replace("_", "-"), type=int, help=f"override the preset's {name}")
+        g.add_argument("--" + name.replace("_", "-"), type=POSITIVE_INT, help=f"override the preset's {name}")
     add_train_args(ap)
     args = check_train_args(apply_preset(ap.parse_args(), "pretrain"))
     preset = PRESETS[args.preset]

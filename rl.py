@@ -5,7 +5,7 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt --resume   # continue it
     python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
 
-Each step is the algorithm, in this order (`main` reads the same way):
+Each step is the algorithm, in this order (`run` reads the same way):
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
      attention (`model.generate`, so SWA models decode through their ring-buffer cache);
   2. rewards: 1 if the sample is correct by the project's one rule (`eval.judge`: it stopped with
@@ -49,8 +49,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta,
-                    open_metrics, pick_device, resume, rng_state)
+from common import (COUNT, FINITE, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
+                    apply_preset, claim_outputs, data_knobs, fail, load, next_meta, open_metrics, pick_device,
+                    release_outputs, resume, rng_state)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -75,40 +76,41 @@ def get_args(argv=None):
                         "than flex here, whose static-shape compile recompiles for every new micro-batch shape")
     g.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
     g = p.add_argument_group("rollouts (None: the preset's)")
-    g.add_argument("--steps", type=int, help="total optimizer steps (including resumed ones)")
-    g.add_argument("--prompts-per-step", type=int, help="B: problems per step")
+    g.add_argument("--steps", type=COUNT, help="total optimizer steps (including resumed ones)")
+    g.add_argument("--prompts-per-step", type=POSITIVE_INT, help="B: problems per step")
     g.add_argument("--group-size", type=int, help="G: samples per problem; at accuracy 0.5 only 1%% of "
                                                  "groups of 8 have no reward variance (0.5^8 x 2)")
-    g.add_argument("--max-new-tokens", type=int, help="longest completion; longer ones are cut off and wrong")
-    g.add_argument("--temperature", type=float, default=1.0, help="sample from the policy itself")
-    g.add_argument("--gen-batch", type=int, default=256, help="rows per generate call (KV cache is small)")
+    g.add_argument("--max-new-tokens", type=POSITIVE_INT, help="longest completion; longer ones are cut off and wrong")
+    g.add_argument("--temperature", type=POSITIVE, default=1.0, help="sample from the policy itself")
+    g.add_argument("--gen-batch", type=POSITIVE_INT, default=256, help="rows per generate call (KV cache is small)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, help="AdamW learning rate after warmup")
-    g.add_argument("--warmup-steps", type=int, default=5)
-    g.add_argument("--weight-decay", type=float, default=0.0, help="0: nothing pulls weights away from the SFT policy")
-    g.add_argument("--grad-clip", type=float, default=1.0)
-    g.add_argument("--micro-batch-tokens", type=int, default=16384,
+    g.add_argument("--lr", type=POSITIVE, help="AdamW learning rate after warmup")
+    g.add_argument("--warmup-steps", type=COUNT, default=5)
+    g.add_argument("--weight-decay", type=NONNEG, default=0.0, help="0: nothing pulls weights away from the SFT policy")
+    g.add_argument("--grad-clip", type=POSITIVE, default=1.0)
+    g.add_argument("--micro-batch-tokens", type=POSITIVE_INT, default=16384,
                    help="padded tokens per forward/backward; ~3 GB of activations for the default model")
-    g.add_argument("--pad-multiple", type=int, default=64,
+    g.add_argument("--pad-multiple", type=POSITIVE_INT, default=64,
                    help="pad sequence lengths to a multiple: few distinct shapes for the compiled attention")
     g = p.add_argument_group("evaluation and saving")
-    g.add_argument("--eval-every", type=int, help="greedy held-out accuracy every N steps (0: never)")
-    g.add_argument("--eval-n", type=int, help="held-out (val split) problems per evaluation")
-    g.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps (0: only at the end)")
+    g.add_argument("--eval-every", type=COUNT, help="greedy held-out accuracy every N steps (0: never)")
+    g.add_argument("--eval-n", type=POSITIVE_INT, help="held-out (val split) problems per evaluation")
+    g.add_argument("--save-every", type=COUNT, default=25, help="checkpoint every N steps (0: only at the end)")
     g = p.add_argument_group("GRPO variants (the defaults are the on-policy path of the docstring)")
     g.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"],
                    help="dapo: every token weighs the same; grpo: every sequence; "
                         "dr_grpo: sum / (N x max_new_tokens)")
     g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                    help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
-    g.add_argument("--clip-low", type=float, default=0.2, help="PPO's epsilon below 1")
-    g.add_argument("--clip-high", type=float, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
-    g.add_argument("--beta", type=float, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
-    g.add_argument("--num-iterations", type=int, default=1, help="mu: passes over each batch (1 = strictly on-policy)")
+    g.add_argument("--clip-low", type=NONNEG, default=0.2, help="PPO's epsilon below 1")
+    g.add_argument("--clip-high", type=NONNEG, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
+    g.add_argument("--beta", type=NONNEG, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
+    g.add_argument("--num-iterations", type=POSITIVE_INT, default=1,
+                   help="mu: passes over each batch (1 = strictly on-policy)")
     g.add_argument("--mask-truncated", action="store_true", help="leave truncated completions out of the loss")
     g.add_argument("--drop-zero-std-groups", action="store_true",
                    help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
-    g.add_argument("--format-reward", type=float, default=0.0,
+    g.add_argument("--format-reward", type=FINITE, default=0.0,
                    help="bonus for stopping with an extractable answer (off: correctness is the goal)")
     return p.parse_args(argv)
 
@@ -126,6 +128,7 @@ def check_args(args):
         fail(f"--lr must be positive, got {args.lr}")
     args.device = pick_device(args.device)
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
+    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init])
     return args
 
 
@@ -325,6 +328,13 @@ def sample_metrics(judged, rewards, G):
 
 
 def main(argv=None):
+    try:
+        run(argv)
+    finally:
+        release_outputs()   # called in-process (tests): the outputs are free once it returns or raises
+
+
+def run(argv=None):
     args = get_args(argv)
     model, enc, init_meta = load(args.init, pick_device(args.device), attn_impl=args.attn_impl)
     args = check_args(apply_preset(args, "rl", init_meta))
@@ -339,7 +349,7 @@ def main(argv=None):
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
-    start = resume(args, "rl", model, opt)
+    start = resume(args, meta, model, opt)
     log_file = open_metrics(args.metrics, start)
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
 

@@ -37,6 +37,24 @@ fi
 out=${out:-runs/$preset}
 rl_seeds=${rl_seeds:-$seed}
 mkdir -p "$out"
+# The run record: the settings that made this folder. A rerun with other settings would otherwise
+# reuse the old checkpoints (and report their window as the new one), so it refuses; --force starts
+# over, removing the old stage outputs (old RL seeds would otherwise still be plotted).
+record=$(python3 -c 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' \
+  preset "$preset" seed "$seed" window "${window:-preset}" sinks "$sinks" layer_pattern "$pattern" \
+  wf_frac "${wf_frac:-preset}" rl_seeds "$rl_seeds")
+if [ -s "$out/run.json" ] && [ "$(cat "$out/run.json")" != "$record" ]; then
+  if [ $force = 0 ]; then
+    echo "error: $out holds a run made with other settings ($(cat "$out/run.json")); use another --out," \
+      "or --force to start over" >&2
+    exit 1
+  fi
+  echo "--force: $out was made with other settings; removing its stage outputs"
+  rm -f "$out"/{base,swa,sft_sa,sft_swa}.{pt,jsonl} "$out"/rl_*.{pt,jsonl,svg} \
+    "$out"/{convert.json,results.json,results.md,rl_curves.svg}
+fi
+trap 'rm -f "$out"/*.tmp$$' EXIT   # this script's temporary files, if a stage fails
+echo "$record" > "$out/run.json.tmp$$" && mv "$out/run.json.tmp$$" "$out/run.json"
 resume=$([ $force = 1 ] && echo "" || echo "--resume")
 data=()
 [ -n "$window" ] && data+=(--window "$window")
@@ -50,10 +68,14 @@ say "pretrain SA base"
 python3 pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
 say "SFT of the SA model"
 python3 sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
-if [ $force = 1 ] || [ ! -f "$out/swa.pt" ]; then
+# convert's outputs are the checkpoint and its report: both there, or it is done again (a kill after the
+# checkpoint used to leave convert.json empty for good); the report is renamed into place when whole
+if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; then
   say "convert to SWA (the run's window, pattern $pattern, sinks $sinks)"
   python3 convert.py --init "$out/base.pt" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" \
-    | tee "$out/convert.json"
+    > "$out/convert.json.tmp$$"
+  mv "$out/convert.json.tmp$$" "$out/convert.json"
+  cat "$out/convert.json"
 fi
 say "SFT of the SWA model"
 python3 sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume

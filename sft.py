@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from common import ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail, load, next_meta
+from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail,
+                    load, next_meta)
 from data.tokenizer import encode_example
 from eval import evaluate
 from pretrain import add_train_args, batch_at, check_train_args, evaluate_loss, generate_problems, train
@@ -67,15 +68,15 @@ def main():
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
     add_preset_arg(g)
-    g.add_argument("--n-train", type=int, help="generated training problems")
-    g.add_argument("--n-val", type=int, help="held-out problems for loss and greedy accuracy")
-    g.add_argument("--window-friendly-frac", type=float,
+    g.add_argument("--n-train", type=POSITIVE_INT, help="generated training problems")
+    g.add_argument("--n-val", type=POSITIVE_INT, help="held-out problems for loss and greedy accuracy")
+    g.add_argument("--window-friendly-frac", type=FRACTION,
                    help="share of window-friendly solutions (default: as --init was trained)")
     g.add_argument("--data", help="train on this JSONL of question/solution records instead of generated ones")
     add_train_args(ap)
     args = ap.parse_args()
     model, enc, init_meta = load(args.init)
-    args = check_train_args(apply_preset(args, "sft", init_meta))
+    args = check_train_args(apply_preset(args, "sft", init_meta), inputs=(args.init, args.data))
     torch.manual_seed(args.seed)
     knobs = data_knobs(init_meta)
     if args.window_friendly_frac is not None:

@@ -1,0 +1,254 @@
+"""Nothing lost (issue 14): no script writes over one of its inputs, a run folder knows the settings that
+made it, one writer per output, no half-written save left behind, a stage's outputs complete together.
+Each refusal is one line on stderr, a non-zero exit, and nothing changed on disk."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from data.tokenizer import load_tokenizer
+from model import GPT, GPTConfig, read_checkpoint, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=ENV)
+
+
+def run_sh(*args):
+    return subprocess.run(["bash", "run.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def one_line_error(r):
+    lines = r.stderr.strip().splitlines()
+    return r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes: 'nothing changed on disk' is this staying equal."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(d, f)
+            out[os.path.relpath(p, folder)] = open(p, "rb").read() if not os.path.islink(p) else os.readlink(p)
+    return out
+
+
+def dead_pid():
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture(scope="module")
+def ckpt_file(tmp_path_factory):
+    """A tiny hand-made checkpoint of the smoke preset (random weights)."""
+    torch.manual_seed(0)
+    enc = load_tokenizer()
+    model = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024))
+    path = str(tmp_path_factory.mktemp("ckpt") / "a.pt")
+    save_checkpoint(path, model, stage="sft", preset="smoke", tokenizer="data/tokenizer.tiktoken",
+                    data={"window": 128}, history=[{"stage": "sft"}])
+    return path
+
+
+@pytest.fixture
+def folder(ckpt_file, tmp_path):
+    """A folder holding a.pt (the checkpoint), link.pt (a symlink to it) and m.jsonl (a metrics file)."""
+    shutil.copy(ckpt_file, tmp_path / "a.pt")
+    os.symlink("a.pt", tmp_path / "link.pt")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")
+    return tmp_path
+
+
+# 1. an output that is one of the run's inputs (or another output) is refused before anything is written
+SAME_FILE = [
+    ("convert.py", "--init", "a.pt", "--out", "a.pt", "--n-val", "0"),
+    ("convert.py", "--init", "a.pt", "--out", "link.pt", "--n-val", "0"),     # the same file, resolved
+    ("convert.py", "--init", "./a.pt", "--out", "a.pt", "--n-val", "0"),
+    ("sft.py", "--init", "a.pt", "--out", "a.pt"),
+    ("sft.py", "--init", "a.pt", "--out", "b.pt", "--metrics", "a.pt"),
+    ("sft.py", "--init", "a.pt", "--out", "b.pt", "--data", "b.jsonl"),       # the default metrics is its --data
+    ("rl.py", "--init", "a.pt", "--out", "a.pt"),
+    ("rl.py", "--init", "a.pt", "--out", "b.pt", "--metrics", "link.pt"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--metrics", "b.pt"),
+    ("eval.py", "--ckpt", "a.pt", "--json", "a.pt"),
+    ("eval.py", "--ckpt", "a.pt", "--md", "link.pt"),
+    ("eval.py", "--ckpt", "a.pt", "--json", "r.json", "--md", "r.json"),
+    ("plot.py", "m.jsonl", "m.jsonl"),
+    ("distill.py", "--ckpt", "a.pt", "--out", "a.pt"),
+]
+
+
+@pytest.mark.parametrize("cmd", SAME_FILE, ids=[" ".join(c) for c in SAME_FILE])
+def test_an_output_that_is_an_input_is_refused(folder, cmd):
+    if "b.jsonl" in cmd:
+        (folder / "b.jsonl").write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")
+    before = snapshot(folder)
+    script, *args = cmd
+    args = [str(folder / a) if a.endswith((".pt", ".jsonl", ".json")) else a for a in args]
+    device = [] if script == "plot.py" else ["--device", "cpu"]
+    r = run(script, *args, *device)
+    assert one_line_error(r), (r.returncode, r.stderr[-2000:])
+    assert "input of this run" in r.stderr or "same file" in r.stderr
+    assert snapshot(folder) == before
+
+
+def test_plot_takes_no_option_as_its_output(folder):
+    r = run("plot.py", "--foo", str(folder / "m.jsonl"))
+    assert one_line_error(r) and not os.path.exists(os.path.join(ROOT, "--foo"))
+
+
+# 2. a checkpoint made with other settings is never continued nor taken as done (stage level)
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
+    out = str(tmp_path / "base.pt")
+    common = ("pretrain.py", "--preset", "smoke", "--device", "cpu", "--out", out)
+    assert run(*common).returncode == 0
+    before = snapshot(tmp_path)
+    r = run(*common, "--window", "64", "--resume")          # the finished W=128 run is not a W=64 one
+    assert one_line_error(r) and "data.window" in r.stderr, r.stderr[-2000:]
+    r = run(*common, "--seed", "5", "--resume")
+    assert one_line_error(r) and "seed" in r.stderr, r.stderr[-2000:]
+    assert snapshot(tmp_path) == before
+    r = run(*common, "--resume")                             # the same settings: done, nothing to do
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+    assert snapshot(tmp_path) == before
+
+
+# 2 and 5 through run.sh: one smoke run, made with --force over a folder of another run
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, ckpt_file):
+    out = tmp_path_factory.mktemp("run") / "r"
+    out.mkdir()
+    (out / "run.json").write_text('{"preset": "smoke", "seed": "3"}\n')
+    shutil.copy(ckpt_file, out / "base.pt")                 # another run's checkpoint...
+    (out / "rl_sa_s9.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")   # ...and RL seed
+    r = run_sh("--preset", "smoke", "--out", str(out), "--force")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_run_sh_force_starts_over(run_dir):
+    assert not (run_dir / "rl_sa_s9.jsonl").exists()       # the old run's outputs are gone
+    assert read_checkpoint(str(run_dir / "base.pt"))["meta"]["stage"] == "pretrain"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["preset"] == "smoke" and record["seed"] == "0" and record["window"] == "preset"
+    assert "rl_sa_s9" not in (run_dir / "rl_curves.svg").read_text()
+
+
+def test_run_sh_refuses_other_settings(run_dir):
+    before = snapshot(run_dir)
+    r = run_sh("--preset", "smoke", "--out", str(run_dir), "--window", "64", "--seed", "5")
+    assert one_line_error(r) and "other settings" in r.stderr, r.stderr[-2000:]
+    assert snapshot(run_dir) == before
+
+
+def test_run_sh_redoes_convert_when_its_report_is_missing(run_dir):
+    (run_dir / "convert.json").write_text("")              # killed after the checkpoint, before the report
+    r = run_sh("--preset", "smoke", "--out", str(run_dir))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "convert to SWA" in r.stdout
+    report = json.loads((run_dir / "convert.json").read_text())
+    assert report["out"].endswith("swa.pt")
+    assert not [f for f in os.listdir(run_dir) if ".tmp" in f or f.endswith(".lock")]
+
+
+# 3. one writer per output
+
+def test_an_output_in_use_is_refused_and_a_stale_lock_taken_over(folder):
+    out = str(folder / "swa.pt")
+    convert = ("convert.py", "--init", str(folder / "a.pt"), "--out", out, "--n-val", "0", "--device", "cpu")
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with open(out + ".lock", "w") as f:
+            f.write(str(writer.pid))
+        before = snapshot(folder)
+        r = run(*convert)
+        assert one_line_error(r) and f"is in use by pid {writer.pid}" in r.stderr, r.stderr[-2000:]
+        assert snapshot(folder) == before
+    finally:
+        writer.kill()
+        writer.wait()
+    r = run(*convert)                                        # its writer is dead: the lock is stale
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert os.path.exists(out) and not os.path.exists(out + ".lock")   # released on exit
+
+
+def test_the_lock_is_released_when_the_run_fails(folder):
+    out = str(folder / "swa.pt")
+    r = run("convert.py", "--init", str(folder / "a.pt"), "--out", out, "--n-val", "0", "--device", "cpu",
+            "--layer-pattern", "X")
+    assert one_line_error(r)
+    assert not os.path.exists(out + ".lock")
+
+
+def test_two_writers_of_one_output(folder):
+    """Two real processes: the second is refused while the first holds the output."""
+    out = str(folder / "x.svg")
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from common import claim_outputs; "
+            "claim_outputs([sys.argv[2]]); print('held', flush=True); time.sleep(120)")
+    first = subprocess.Popen([sys.executable, "-c", code, ROOT, out], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "held"
+        r = run("plot.py", out, str(folder / "m.jsonl"))
+        assert one_line_error(r) and f"in use by pid {first.pid}" in r.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+# 4. the temporary file of a save that was killed is removed by the next run on that output
+
+def test_stale_temporary_files_are_removed(folder):
+    out = str(folder / "swa.pt")
+    stale, live = f"{out}.tmp{dead_pid()}", f"{out}.tmp{os.getpid()}"   # a killed save; a save in progress
+    for p in (stale, live):
+        open(p, "wb").write(b"half a checkpoint")
+    r = run("convert.py", "--init", str(folder / "a.pt"), "--out", out, "--n-val", "0", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not os.path.exists(stale) and os.path.exists(live)
+
+
+# Tracebacks (issue 14): nonsense values, a bad --out for --resume, outputs that cannot be written.
+# One line, a non-zero exit, nothing written.
+BAD = [
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--lr", "nan"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--lr", "inf"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-train", "0"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-val", "-1"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--n-embd", "0"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--grad-clip", "nan"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--warmup", "-1"),
+    ("pretrain.py", "--preset", "smoke", "--out", "b.pt", "--data-knobs", "[1, 2]"),
+    ("pretrain.py", "--preset", "smoke", "--out", "junk.pt", "--resume"),          # truncated / foreign
+    ("pretrain.py", "--preset", "smoke", "--out", "a.pt", "--resume"),             # an sft checkpoint
+    ("pretrain.py", "--preset", "smoke", "--out", "sub"),                           # a directory
+    ("pretrain.py", "--preset", "smoke", "--out", "m.jsonl/x.pt"),                 # a folder that cannot be made
+    ("sft.py", "--init", "a.pt", "--out", "b.pt", "--n-val", "-1"),
+    ("eval.py", "--ckpt", "a.pt", "--top-k", "-1"),
+    ("eval.py", "--ckpt", "a.pt", "--temperature", "nan"),
+    ("rl.py", "--init", "a.pt", "--out", "b.pt", "--temperature", "nan"),
+    ("convert.py", "--init", "a.pt", "--out", "sub"),
+    ("distill.py", "--ckpt", "a.pt", "--out", "x.jsonl", "--n", "0"),
+]
+
+
+@pytest.mark.parametrize("cmd", BAD, ids=[" ".join(c) for c in BAD])
+def test_bad_input_is_one_line(folder, cmd):
+    (folder / "junk.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    (folder / "sub").mkdir()
+    before = snapshot(folder)
+    script, *args = cmd
+    args = [str(folder / a) if a.endswith((".pt", ".jsonl", ".json")) or a == "sub" else a for a in args]
+    r = run(script, *args, "--device", "cpu")
+    assert one_line_error(r), (r.returncode, r.stderr[-2000:])
+    assert snapshot(folder) == before
