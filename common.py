@@ -1,6 +1,7 @@
 """
 What every script shares, decided once: the presets table, the device, loading a checkpoint with
-its tokenizer and metadata record, resuming a run, and one-line user errors.
+its tokenizer and metadata record, resuming a run, claiming outputs (never an input, one writer at
+a time: a `<out>.lock` holding the pid), and one-line user errors.
 
 The metadata record (a checkpoint's `meta`) is how settings flow from stage to stage:
 
