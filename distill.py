@@ -18,7 +18,7 @@ from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, data_k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge
-from model import generate
+from rl import rollout
 
 DISTILL_SEED_BASE = 9_000_000_000   # far from pretrain/SFT (seed * 1_000_003 + k) and RL (7e9 + ...)
 
@@ -40,15 +40,15 @@ def main():
     problems = make_problems(args.n, split="train", seed=DISTILL_SEED_BASE + args.seed, **data_knobs(meta))
     prompts = [encode_prompt(enc, p["question"]) for p in problems]
     n_new = model.config.max_seq_len - max(map(len, prompts))
+    # RL's own sampler: chunks of --batch-size, chunk i seeded seed * 1_000_003 + i
+    comps, _ = rollout(model, prompts, n_new, args.temperature, enc.eot_token,
+                       seed=args.seed * 1_000_003, gen_batch=args.batch_size)
     keep = []
-    for i in range(0, len(prompts), args.batch_size):
-        comps, _ = generate(model, prompts[i:i + args.batch_size], n_new, temperature=args.temperature,
-                            eos_id=enc.eot_token, seed=args.seed * 1_000_003 + i)
-        for p, c in zip(problems[i:], comps):
-            correct, _, text = judge(enc, c, p["answer"])
-            if correct:
-                keep.append({"question": p["question"], "solution": text, "answer": p["answer"],
-                             "style": solution_style(text)})
+    for p, c in zip(problems, comps):
+        correct, _, text = judge(enc, c, p["answer"])
+        if correct:
+            keep.append({"question": p["question"], "solution": text, "answer": p["answer"],
+                         "style": solution_style(text)})
     tmp = f"{args.out}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in keep)
