@@ -50,6 +50,7 @@ DEFAULT_KNOBS = dict(
     distractors=(0, 1),        # facts with numbers the solution never uses
     detour_rate=0.3,           # chance that an "sa" step is followed by a re-check
     window=128,                # token window the "wf" style keeps every operand inside
+    kinds=None,                # fact and question kinds allowed (None: all; e.g. only the +/- ones)
 )
 
 NAMES = ["Ava", "Ben", "Cara", "Dev", "Ella", "Finn", "Gia", "Hugo", "Iris", "Jack", "Kai", "Lena",
@@ -357,15 +358,18 @@ def _join(xs):
 
 # ----------------------------------------------------------------------------- sampling the facts
 
-def _sample_facts(rng, n_people, n_events):
-    """Facts in question order; the amounts are tracked while sampling so every event is valid."""
+def _sample_facts(rng, n_people, n_events, kinds=None):
+    """Facts in question order; the amounts are tracked while sampling so every event is valid.
+    kinds: the allowed kinds (None: all; filtering keeps the draws of the unfiltered table)."""
+    ok = (lambda kind: True) if kinds is None else (lambda kind: kind in kinds)
+    relative = [kind for kind in ("times", "more", "fewer") if ok(kind)]
     vals, facts = {}, []
     for p in range(n_people):  # starting amounts: given, or relative to someone already known
-        kind = "has" if p == 0 or rng.random() < 0.4 else rng.choice(["times", "more", "fewer"])
+        kind = "has" if p == 0 or rng.random() < 0.4 or not relative else rng.choice(relative)
         q = rng.randrange(p) if p else 0
         facts.append(FACTS[kind]["start"](rng, vals, p, q))
         vals = _apply(vals, facts[-1])
-    events = [kind for kind in FACTS if "event" in FACTS[kind]]  # table order: it fixes the draws
+    events = [kind for kind in FACTS if "event" in FACTS[kind] and ok(kind)]  # table order fixes the draws
     weights = [FACTS[kind]["weight"] for kind in events]
     while len(facts) < n_people + n_events:
         kind = rng.choices(events, weights)[0]
@@ -385,9 +389,10 @@ def _sample_facts(rng, n_people, n_events):
     if vals[p] > vals[q]:
         asks.append(("diff", p, q))
     shares = [m for m in (2, 3, 4, 5, 6) if total % m == 0 and total // m >= 2]
-    if shares:
+    if shares and ok("share"):
         asks.append(("share", rng.choice(shares)))
-    return facts, rng.choice(asks)
+    asks = [a for a in asks if ok(a[0])]
+    return facts, (rng.choice(asks) if asks else None)   # None: no allowed question fits; resample
 
 
 def _apply(vals, fact):
@@ -649,15 +654,30 @@ def split_of(question):
     return SPLITS[hashlib.blake2b(question.encode(), digest_size=8).digest()[0] % 3]
 
 
+def _check_kinds(kinds):
+    """A kinds knob must name kinds of the table and leave a start ("has"), an event and a question."""
+    kinds = tuple(kinds)
+    bad = sorted(set(kinds) - set(KINDS))
+    if bad:
+        raise ValueError(f"unknown kinds {bad}; the table has {sorted(KINDS)}")
+    if "has" not in kinds or not any("event" in FACTS[k] for k in kinds if k in FACTS) \
+            or not any(k in ASKS for k in kinds):
+        raise ValueError(f"kinds {list(kinds)} must include 'has', an event kind and a question kind")
+    return kinds
+
+
 def make_problems(n, split="train", seed=0, **knobs):
     """n verified problems of `split` (deterministic in split, seed and knobs).
-    Knobs (see DEFAULT_KNOBS): window_friendly_frac, n_people, n_events, distractors, detour_rate, window.
+    Knobs (see DEFAULT_KNOBS): window_friendly_frac, n_people, n_events, distractors, detour_rate, window,
+    kinds.
     Each record: question, solution, answer (str), style ("sa"|"wf"), n_steps, id."""
     assert split in SPLITS, split
     bad = set(knobs) - set(DEFAULT_KNOBS)
     if bad:
         raise TypeError(f"unknown knobs: {sorted(bad)}")
     kn = {**DEFAULT_KNOBS, **knobs}
+    if kn["kinds"] is not None:
+        kn["kinds"] = _check_kinds(kn["kinds"])
     out, i = [], 0
     while len(out) < n:
         # one RNG per problem, seeded from the split's own stream, so records do not depend on n
@@ -665,7 +685,9 @@ def make_problems(n, split="train", seed=0, **knobs):
         i += 1
         names = rng.sample(NAMES, kn["n_people"])
         obj = rng.choice(OBJECTS)
-        facts, ask = _sample_facts(rng, kn["n_people"], _pick(rng, kn["n_events"]))
+        facts, ask = _sample_facts(rng, kn["n_people"], _pick(rng, kn["n_events"]), kn["kinds"])
+        if ask is None:
+            continue
         question, facts_said = _render_question(rng, facts, ask, names, obj, _pick(rng, kn["distractors"]))
         # a question must fit the window, unless its facts alone do not (small windows, long problems):
         # then it is kept only when it is as short as they are (no intro, no distractors), and the
