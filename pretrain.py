@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
+                    apply_preset, check_knobs, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
@@ -246,8 +246,7 @@ def main():
     for k in ("window", "window_friendly_frac"):
         if getattr(args, k) is not None:
             knobs[k] = getattr(args, k)
-    if set(knobs) - set(DEFAULT_KNOBS):
-        fail(f"unknown data knobs {sorted(set(knobs) - set(DEFAULT_KNOBS))}; known: {sorted(DEFAULT_KNOBS)}")
+    check_knobs(knobs, "--data-knobs")
     t0 = time.time()
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (COUNT, FINITE, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, data_knobs, fail, load, next_meta, open_metrics, pick_device,
-                    release_outputs, resume, rng_state)
+                    apply_preset, check_room, claim_outputs, data_knobs, fail, load, next_meta, open_metrics,
+                    pick_device, release_outputs, resume, rng_state)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -327,6 +327,12 @@ def sample_metrics(judged, rewards, G):
 # ----------------------------------------------------------------------------------------------
 
 
+def step_problems(args, knobs, step):
+    """The B training problems of a step: a pure function of (seed, step), like its samples."""
+    return make_problems(args.prompts_per_step, split="train", seed=RL_SEED_BASE + args.seed * 1_000_000 + step,
+                         **knobs)
+
+
 def main(argv=None):
     try:
         run(argv)
@@ -350,8 +356,9 @@ def run(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     start = resume(args, meta, model, opt)
-    log_file = open_metrics(args.metrics, start)
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
+    check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start))
+    log_file = open_metrics(args.metrics, start)
 
     def log(row):
         log_file.write(json.dumps(row) + "\n")
@@ -382,13 +389,10 @@ def run(argv=None):
     for step in bar:
         t0 = time.time()
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
-        problems = make_problems(args.prompts_per_step, split="train",
-                                 seed=RL_SEED_BASE + args.seed * 1_000_000 + step, **knobs)
+        problems = step_problems(args, knobs, step)
+        check_room(args.init, model.config.max_seq_len, enc, problems)
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
-        if n_new < 1:
-            fail(f"prompts of {max(map(len, prompts))} tokens leave no room in "
-                 f"max_seq_len={model.config.max_seq_len}")
         comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
                                        seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
         if cuda:
