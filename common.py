@@ -183,6 +183,10 @@ def _lock(out):
     process, as tests do)."""
     lock = out + ".lock"
     try:
+        folder = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(folder):   # folders made for it: removed again if the run leaves them empty
+            _MADE.append(folder)
+            folder = os.path.dirname(folder)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = f"{lock}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
@@ -223,7 +227,7 @@ def _lock_pid(lock):
         return 0
 
 
-_HELD = []   # the locks this process took
+_HELD, _MADE = [], []   # the locks this process took; the folders it made for its outputs, deepest first
 
 
 def release_outputs():
@@ -233,6 +237,11 @@ def release_outputs():
         lock = _HELD.pop()
         if _lock_pid(lock) == os.getpid():
             os.remove(lock)
+    while _MADE:   # a run that failed before writing leaves no empty folder behind
+        try:
+            os.rmdir(_MADE.pop(0))
+        except OSError:
+            pass
 
 
 def _remove_stale(prefix):
@@ -413,6 +422,9 @@ def resume(args, meta, model, opt):
         fail(f"--resume: {args.out} was made with other settings ({diff}); use another --out, or drop --resume "
              f"to start over")
     state = ckpt["meta"].get("train_state")
+    if state is None and ckpt["meta"].get("step") != args.steps:   # a finished run cannot be extended
+        fail(f"--resume: {args.out} is a {stage} run finished at step {ckpt['meta'].get('step')}, not "
+             f"{args.steps}; use another --out, or drop --resume to start over")
     if state is None:
         print(f"{args.out} is a finished {stage} run; nothing to do")
         sys.exit(0)
@@ -428,11 +440,14 @@ def resume(args, meta, model, opt):
 
 def open_metrics(path, resumed_at):
     """The JSON-lines metrics file, opened for appending: a fresh run starts it empty, a resumed one
-    keeps only the rows up to the step it resumes at (the rest will be written again)."""
+    keeps only the rows up to the step it resumes at (the rest will be written again), and not a stage's
+    final row ("stage": "sft_final"), which is written after its last step and again by a resumed run."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     keep = []
     if resumed_at and os.path.exists(path):
-        keep = [line for line in open(path) if line.strip() and json.loads(line).get("step", 0) <= resumed_at]
+        rows = [(line, json.loads(line)) for line in open(path) if line.strip()]
+        keep = [line for line, r in rows
+                if r.get("step", 0) <= resumed_at and not str(r.get("stage", "")).endswith("_final")]
     with open(path, "w") as f:
         f.writelines(keep)
     return open(path, "a")

@@ -145,9 +145,11 @@ def evaluate_loss(model, batches, device):
     return total / max(count, 1)
 
 
-def train(model, get_batch, val_batches, args, meta):
+def train(model, get_batch, val_batches, args, meta, final=None):
     """Optimise `model` for args.steps steps on get_batch(step) -> (x, y, mask); checkpoint to args.out.
-    Returns the metrics of the last step. Used by pretrain.py and sft.py alike."""
+    Returns the metrics of the last step. Used by pretrain.py and sft.py alike. `final(last metrics)`, if
+    given, is the stage's closing row (sft's held-out evaluation): the checkpoint is marked finished only
+    once that row is written, so a run killed before it resumes at its last step and writes it then."""
     device = args.device
     cuda = device.startswith("cuda")
     model.to(device)
@@ -207,7 +209,13 @@ def train(model, get_batch, val_batches, args, meta):
             t_last, tokens_since = time.time(), 0
         if args.save_every and (step + 1) % args.save_every == 0 and not last:
             save(step + 1, finished=False)
-    if start < args.steps:
+    if final:
+        if start < args.steps:
+            save(args.steps, finished=False)   # the training is kept; what is left is the closing row
+        record = final(record)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    if start < args.steps or final:
         save(args.steps, finished=True)
     log.close()
     return record

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (COUNT, FINITE, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
+from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
                     apply_preset, check_room, claim_outputs, data_knobs, fail, load, next_meta, open_metrics,
                     pick_device, release_outputs, resume, rng_state)
 from data.mathgen import make_problems, solution_style
@@ -102,7 +102,7 @@ def get_args(argv=None):
                         "dr_grpo: sum / (N x max_new_tokens)")
     g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                    help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
-    g.add_argument("--clip-low", type=NONNEG, default=0.2, help="PPO's epsilon below 1")
+    g.add_argument("--clip-low", type=FRACTION, default=0.2, help="PPO's epsilon below 1")
     g.add_argument("--clip-high", type=NONNEG, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
     g.add_argument("--beta", type=NONNEG, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
     g.add_argument("--num-iterations", type=POSITIVE_INT, default=1,

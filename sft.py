@@ -94,15 +94,15 @@ def main():
                      data_file=args.data, n_train=len(problems), seed=args.seed + DATA_SEED_OFFSET,
                      steps=args.steps, lr=args.lr)
     t0 = time.time()
-    last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
-    result = {**last, "stage": "sft_final", "wall_s": round(time.time() - t0, 1),
-              "attention": model.config.describe(),
-              "val_loss": round(evaluate_loss(model, val_batches, args.device), 5),
-              "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems),
-              "out": args.out}
-    with open(args.metrics, "a") as f:
-        f.write(json.dumps(result) + "\n")
-    print(json.dumps(result))
+
+    def final(last):   # the closing row: written before the checkpoint is marked finished
+        return {**last, "stage": "sft_final", "step": args.steps, "wall_s": round(time.time() - t0, 1),
+                "attention": model.config.describe(),
+                "val_loss": round(evaluate_loss(model, val_batches, args.device), 5),
+                "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems),
+                "out": args.out}
+    batches = lambda s: batch_at(rows, s, args.batch_size, args.seed)
+    print(json.dumps(train(model, batches, val_batches, args, meta, final)))
 
 
 if __name__ == "__main__":
