@@ -356,6 +356,7 @@ def run(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     start = resume(args, meta, model, opt)
+    svg = os.path.splitext(args.out)[0] + ".svg"
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
     check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start))
     log_file = open_metrics(args.metrics, start)
@@ -440,13 +441,12 @@ def run(argv=None):
         done = step + 1
         if val and (done % args.eval_every == 0 or done == args.steps):
             held_out(done)
+        if done == args.steps:   # the curves before the run is marked finished: a kill between redoes both
+            rl_curves(svg, [args.metrics])
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
     log_file.close()
-    stem = os.path.splitext(args.out)[0]
-    if os.path.getsize(args.metrics):
-        rl_curves(stem + ".svg", [args.metrics])
-        print(f"rl: wrote {args.out}, {args.metrics}, {stem}.svg")
+    print(f"rl: wrote {args.out}, {args.metrics}, {svg}")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ CASES = [
     ("convert", ["--init", "a.pt", "--out", "b.pt", "--window", "0", *CPU], "--window: must be >= 1"),
     ("convert", ["--init", "a.pt", "--out", "b.pt", "--layer-pattern", "SX", *CPU], "layer_pattern"),
     ("distill", ["--ckpt", "a.pt", "--out", "x.jsonl", "--n", "0", *CPU], "--n: must be >= 1"),
+    ("convert", ["--init", "a.pt", "--out", "b.pt", "--device", "cuda"], "CUDA is not available"),
+    ("bench", ["--quick", "--device", "cuda"], "CUDA is not available"),
     # outputs that cannot be written: found before any work
     ("pretrain", ["--out", "sub", *SMOKE], "is a directory"),
     ("pretrain", ["--out", "m.jsonl/x.pt", *SMOKE], "cannot write"),
@@ -229,6 +231,8 @@ CASES = [
 def test_a_user_error_is_one_line(folder, script, args, message):
     if ROOT_USER and any(a.startswith("ro/") for a in args):
         pytest.skip("running as root: a read-only folder does not stop root")
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
     before = snapshot(folder)
     code, err = call(script, args)
     lines = err.strip().splitlines()
