@@ -25,7 +25,6 @@ holds what the backward needs; on CPU it runs without autograd, FlexAttention ha
 backward); peak memory is the most allocated above the inputs during the call (CUDA only).
 A row that fails (out of memory, a missing package) says so and the run goes on.
 """
-import argparse
 import json
 import math
 import os
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import model as M
-from common import PRESETS, pick_device
+from common import PRESETS, ArgumentParser, claim_outputs, pick_device, release_outputs, write_atomic
 from model import GPT, GPTConfig, generate
 from pretrain import flops_per_token, peak_flops
 
@@ -132,10 +131,7 @@ class Report:
 
     def save(self):
         if self.path:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(self.data, f, indent=1)
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self.data, indent=1))
 
     def table(self, section, columns, title):
         """columns: [(header, key or function of the row)]."""
@@ -519,8 +515,14 @@ SECTIONS = {"attention": bench_attention, "decode": bench_decode, "generate": be
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return run(argv)
+    finally:
+        release_outputs()   # called in-process (tests): --json is free once it returns or raises
+
+
+def run(argv=None):
+    ap = ArgumentParser(__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="CPU-sized version of everything (a smoke test)")
     ap.add_argument("--device", help="cuda or cpu (default: cuda if available; cpu with --quick)")
     ap.add_argument("--json", help="write every figure here (rewritten after each row)")
@@ -533,6 +535,7 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
     device = torch.device(pick_device(args.device or ("cpu" if args.quick else "auto")))
+    claim_outputs([args.json])
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -183,6 +183,10 @@ def _lock(out):
     process, as tests do)."""
     lock = out + ".lock"
     try:
+        folder = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(folder):   # folders made for it: removed again if the run leaves them empty
+            _MADE.append(folder)
+            folder = os.path.dirname(folder)
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = f"{lock}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
@@ -223,7 +227,7 @@ def _lock_pid(lock):
         return 0
 
 
-_HELD = []   # the locks this process took
+_HELD, _MADE = [], []   # the locks this process took; the folders it made for its outputs, deepest first
 
 
 def release_outputs():
@@ -233,6 +237,11 @@ def release_outputs():
         lock = _HELD.pop()
         if _lock_pid(lock) == os.getpid():
             os.remove(lock)
+    while _MADE:   # a run that failed before writing leaves no empty folder behind
+        try:
+            os.rmdir(_MADE.pop(0))
+        except OSError:
+            pass
 
 
 def _remove_stale(prefix):
@@ -245,6 +254,85 @@ def _remove_stale(prefix):
                 os.remove(path)
             except OSError:
                 pass
+
+
+def write_atomic(path, data):
+    """Write text or bytes whole or not at all: a temporary file named after the pid (the next run on
+    `path` removes it if a kill left it behind), renamed over `path`."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror})")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs: JSON-lines files, generator knobs, room in the context
+
+def read_jsonl(path, what="", need=()):
+    """The records of a JSON-lines file, one object per line, each with the keys `need`. A missing,
+    binary, malformed or empty file is one line and exit 1 (`what` names the flag it came from)."""
+    where = f"{what}: {path}" if what else path
+    if not os.path.isfile(path):
+        fail(f"{where}: file not found")
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append(json.loads(line))
+                    if not isinstance(rows[-1], dict) or not set(need) <= set(rows[-1]):
+                        fail(f"{where}:{n}: expected a JSON object with {', '.join(need) or 'keys'}")
+    except UnicodeDecodeError:
+        fail(f"{where}: not a text file")
+    except json.JSONDecodeError as e:
+        fail(f"{where}:{n}: not JSON ({e.msg})")
+    except OSError as e:
+        fail(f"{where}: cannot read ({e.strerror})")
+    if not rows:
+        fail(f"{where}: no records (an empty file)")
+    return rows
+
+
+def check_knobs(knobs, where="data knobs"):
+    """Generator knobs (data.mathgen.DEFAULT_KNOBS) within their meaning, else one line: a range the
+    generator would choke on ("empty range for randrange()") is refused before it is drawn from."""
+    from data.mathgen import DEFAULT_KNOBS, NAMES
+    unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
+    if unknown:
+        fail(f"{where}: unknown knobs {unknown}; known: {sorted(DEFAULT_KNOBS)}")
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    for k, v in knobs.items():
+        if k in ("window_friendly_frac", "detour_rate"):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+            want = "a number in [0, 1]"
+        elif k == "window":
+            ok, want = is_int(v) and v >= 1, "an integer >= 1"
+        elif k == "n_people":
+            ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
+        else:   # n_events, distractors: a count or an inclusive [lo, hi]
+            bounds = [v, v] if is_int(v) else list(v) if isinstance(v, (list, tuple)) else []
+            ok = len(bounds) == 2 and all(map(is_int, bounds)) and 0 <= bounds[0] <= bounds[1]
+            want = "N or [LO, HI] with 0 <= LO <= HI"
+        if not ok:
+            fail(f"{where}: {k} must be {want}, got {json.dumps(v)}")
+    return knobs
+
+
+def check_room(path, max_seq_len, enc, problems, new_tokens=1):
+    """The one check that a model fits the task: a context that cannot hold the longest prompt of
+    `problems` and `new_tokens` more is a user error found before any work, not mid-run."""
+    from data.tokenizer import encode_prompt
+    longest = max(len(encode_prompt(enc, p["question"])) for p in problems)
+    if longest + new_tokens > max_seq_len:
+        fail(f"{path}: max_seq_len={max_seq_len} is too short for this task (prompts of up to {longest} tokens "
+             f"and {new_tokens} to generate)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,6 +354,8 @@ def load(path, device="cpu", **overrides):
         enc = load_tokenizer(tok if isinstance(tok, str) else None)
     except OSError as e:
         fail(f"{path}: cannot read its tokenizer {tok} ({e.strerror})")
+    except ValueError:   # a binary or foreign file: no "base64 rank" lines
+        fail(f"{path}: its tokenizer {tok} is not a tokenizer file")
     if model.config.vocab_size != enc.n_vocab:
         fail(f"{path} has vocab_size {model.config.vocab_size} but its tokenizer has {enc.n_vocab} ids")
     return model, enc, meta
@@ -332,6 +422,9 @@ def resume(args, meta, model, opt):
         fail(f"--resume: {args.out} was made with other settings ({diff}); use another --out, or drop --resume "
              f"to start over")
     state = ckpt["meta"].get("train_state")
+    if state is None and ckpt["meta"].get("step") != args.steps:   # a finished run cannot be extended
+        fail(f"--resume: {args.out} is a {stage} run finished at step {ckpt['meta'].get('step')}, not "
+             f"{args.steps}; use another --out, or drop --resume to start over")
     if state is None:
         print(f"{args.out} is a finished {stage} run; nothing to do")
         sys.exit(0)
@@ -347,11 +440,14 @@ def resume(args, meta, model, opt):
 
 def open_metrics(path, resumed_at):
     """The JSON-lines metrics file, opened for appending: a fresh run starts it empty, a resumed one
-    keeps only the rows up to the step it resumes at (the rest will be written again)."""
+    keeps only the rows up to the step it resumes at (the rest will be written again), and not a stage's
+    final row ("stage": "sft_final"), which is written after its last step and again by a resumed run."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     keep = []
     if resumed_at and os.path.exists(path):
-        keep = [line for line in open(path) if line.strip() and json.loads(line).get("step", 0) <= resumed_at]
+        rows = [(line, json.loads(line)) for line in open(path) if line.strip()]
+        keep = [line for line, r in rows
+                if r.get("step", 0) <= resumed_at and not str(r.get("stage", "")).endswith("_final")]
     with open(path, "w") as f:
         f.writelines(keep)
     return open(path, "a")

@@ -15,8 +15,8 @@ a stated generation length for both.
 """
 import json
 
-from common import (COUNT, POSITIVE_INT, ArgumentParser, claim_outputs, data_knobs, fail, load, next_meta,
-                    pick_device)
+from common import (COUNT, POSITIVE_INT, ArgumentParser, check_room, claim_outputs, data_knobs, fail, load,
+                    next_meta, pick_device)
 from model import GPT, GPTConfig, kv_cache_bytes, save_checkpoint
 from pretrain import evaluate_loss, generate_problems
 from sft import greedy_accuracy, sft_rows
@@ -48,9 +48,16 @@ def main():
                            "layer_pattern": args.layer_pattern, "n_sink": args.sinks})
     except ValueError as e:
         fail(str(e))
+    knobs["window"] = window
+    if args.n_val:   # the report's problems, made (and found to fit the model) before anything is written
+        problems = generate_problems(args.n_val, "val", args.seed, knobs)   # the run's problems
+        check_room(args.init, cfg.max_seq_len, enc, problems)
+        try:
+            val = sft_rows(enc, problems, cfg.max_seq_len)
+        except ValueError as e:
+            fail(f"{args.init}: {e}")
     after = GPT(cfg).to(device)
     after.load_state_dict(before.state_dict())
-    knobs["window"] = window
     save_checkpoint(args.out, after, **next_meta({**meta, "data": knobs}, "convert", init=args.init,
                                                  window=window, layer_pattern=args.layer_pattern,
                                                  n_sink=args.sinks))
@@ -61,11 +68,6 @@ def main():
               "kv_bytes_before": kv_cache_bytes(before.config, gen_len),
               "kv_bytes_after": kv_cache_bytes(cfg, gen_len)}
     if args.n_val:
-        problems = generate_problems(args.n_val, "val", args.seed, knobs)   # the run's problems
-        try:
-            val = sft_rows(enc, problems, cfg.max_seq_len)
-        except ValueError as e:
-            fail(f"{args.init}: {e}")
         batches = [tuple(t[i:i + 16] for t in val) for i in range(0, val[0].shape[0], 16)]
         for name, m in (("before", before), ("after", after)):
             report[f"val_loss_{name}"] = round(evaluate_loss(m, batches, device), 4)

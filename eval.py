@@ -216,15 +216,17 @@ def markdown_table(rows):
 
 def grader_speed(path):
     """Grade every reference solution of a GSM8K-format file against its own answer and answer+1."""
-    if not os.path.isfile(path):
-        fail(f"file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    from common import read_jsonl
+    rows = read_jsonl(path, "--grader-speed", need=("answer",))
     pairs = []
-    for row in rows:
-        gold = row["answer"].split("####")[-1].strip().replace(",", "")
+    for n, row in enumerate(rows, 1):
+        gold = str(row["answer"]).split("####")[-1].strip().replace(",", "")
+        try:
+            wrong = str(Fraction(gold) + 1)
+        except (ValueError, ZeroDivisionError):
+            fail(f"--grader-speed: {path}:{n}: the answer does not end in '#### N'")
         pairs.append((row["answer"], gold, True))
-        pairs.append((row["answer"], str(Fraction(gold) + 1), False))
+        pairs.append((row["answer"], wrong, False))
     t0 = time.perf_counter()
     right = sum(grade(text, gold) is expected for text, gold, expected in pairs)
     dt = time.perf_counter() - t0
@@ -270,7 +272,7 @@ def main(argv=None):
     if args.data != "mathgen" and not os.path.isfile(args.data):
         fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
-    from common import apply_preset, claim_outputs, data_knobs, load, pick_device
+    from common import apply_preset, check_room, claim_outputs, data_knobs, load, pick_device, write_atomic
     device = pick_device(args.device)
     claim_outputs([args.json, args.md], [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
@@ -296,6 +298,8 @@ def main(argv=None):
         if not problems:
             fail(f"--data: no problems in {args.data}")
 
+    for path, model, enc, _ in models:   # every model fits the task, before any generation
+        check_room(path, model.config.max_seq_len, enc, problems, args.max_new_tokens or 1)
     rows = []
     for i, (path, model, enc, meta) in enumerate(models):
         label = args.label[i] if args.label else os.path.splitext(os.path.basename(path))[0]
@@ -317,25 +321,9 @@ def main(argv=None):
     settings = {k: v for k, v in vars(args).items() if k not in ("grader_speed", "no_progress")}
     settings.update(device=device, data_knobs=knobs)
     if args.json:
-        _write(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
+        write_atomic(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
     if args.md:
-        _write(args.md, table + "\n")
-
-
-def _write(path, text):
-    """Atomic, as checkpoints are: a kill leaves the old file or the new one, never half of one
-    (the temporary file is named after the pid, so the next run removes it if it was left behind)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        fail(f"cannot write {path}: {e.strerror}")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        write_atomic(args.md, table + "\n")
 
 
 if __name__ == "__main__":

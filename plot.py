@@ -11,7 +11,6 @@ Points whose y is None or NaN are skipped; a series with one point is drawn as a
 
     python plot.py rl.svg runs/default/rl_sa_s0.jsonl runs/default/rl_swa_s0.jsonl   # RL curves side by side
 """
-import json
 import math
 import os
 import sys
@@ -105,8 +104,8 @@ def line_plot_svg(path, series, title, xlabel, ylabel):
         yl = ylabel.get(ptitle, "") if isinstance(ylabel, dict) else ylabel
         parts += _panel(s, 30 + k * PANEL_H - (0 if ptitle else 14), ptitle, xlabel, yl, xlim)
     parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts) + "\n")
+    from common import write_atomic
+    write_atomic(path, "\n".join(parts) + "\n")
     return path
 
 
@@ -119,19 +118,30 @@ def rl_curves(svg_path, metrics_paths):
               "operands beyond the window (val, greedy)": "eval_dep_far",
               "completion length (mean tokens)": "len_mean"}
     series = {panel: {} for panel in panels}
+    from common import read_jsonl
     for path in metrics_paths:
-        rows = [json.loads(line) for line in open(path) if line.strip()]
+        rows = read_jsonl(path, need=("step",))
         name = os.path.splitext(os.path.basename(path))[0]
         for panel, key in panels.items():
             series[panel][name] = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
     return line_plot_svg(svg_path, series, "GRPO", "step", "")
 
 
+def main(argv=None):
+    from common import ArgumentParser, claim_outputs, read_jsonl
+    ap = ArgumentParser(__doc__)
+    ap.add_argument("out", metavar="OUT.svg", help="the plot to write")
+    ap.add_argument("metrics", nargs="+", metavar="RUN.jsonl", help="rl.py metrics, one series each")
+    argv = sys.argv[1:] if argv is None else argv
+    options = [a for a in argv if a.startswith("-") and a not in ("-h", "--help")]
+    if options:   # plot.py has none: "--foo" is a typo, never an output path
+        ap.error(f"unknown option {options[0]}")
+    args = ap.parse_args(argv)
+    claim_outputs([args.out], args.metrics)
+    for path in args.metrics:   # every input read whole before the plot is written
+        read_jsonl(path, need=("step",))
+    print(rl_curves(args.out, args.metrics))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
-        sys.exit(__doc__)
-    from common import claim_outputs, fail
-    if sys.argv[1].startswith("-"):
-        fail(f"unknown option {sys.argv[1]} (usage: python plot.py OUT.svg RUN.jsonl ...)")
-    claim_outputs([sys.argv[1]], sys.argv[2:])
-    print(rl_curves(sys.argv[1], sys.argv[2:]))
+    main()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
+                    apply_preset, check_knobs, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
 from data.mathgen import DEFAULT_KNOBS, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig, save_checkpoint
@@ -145,9 +145,11 @@ def evaluate_loss(model, batches, device):
     return total / max(count, 1)
 
 
-def train(model, get_batch, val_batches, args, meta):
+def train(model, get_batch, val_batches, args, meta, final=None):
     """Optimise `model` for args.steps steps on get_batch(step) -> (x, y, mask); checkpoint to args.out.
-    Returns the metrics of the last step. Used by pretrain.py and sft.py alike."""
+    Returns the metrics of the last step. Used by pretrain.py and sft.py alike. `final(last metrics)`, if
+    given, is the stage's closing row (sft's held-out evaluation): the checkpoint is marked finished only
+    once that row is written, so a run killed before it resumes at its last step and writes it then."""
     device = args.device
     cuda = device.startswith("cuda")
     model.to(device)
@@ -207,7 +209,13 @@ def train(model, get_batch, val_batches, args, meta):
             t_last, tokens_since = time.time(), 0
         if args.save_every and (step + 1) % args.save_every == 0 and not last:
             save(step + 1, finished=False)
-    if start < args.steps:
+    if final:
+        if start < args.steps:
+            save(args.steps, finished=False)   # the training is kept; what is left is the closing row
+        record = final(record)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    if start < args.steps or final:
         save(args.steps, finished=True)
     log.close()
     return record
@@ -246,8 +254,7 @@ def main():
     for k in ("window", "window_friendly_frac"):
         if getattr(args, k) is not None:
             knobs[k] = getattr(args, k)
-    if set(knobs) - set(DEFAULT_KNOBS):
-        fail(f"unknown data knobs {sorted(set(knobs) - set(DEFAULT_KNOBS))}; known: {sorted(DEFAULT_KNOBS)}")
+    check_knobs(knobs, "--data-knobs")
     t0 = time.time()
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)

@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (COUNT, FINITE, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, data_knobs, fail, load, next_meta, open_metrics, pick_device,
-                    release_outputs, resume, rng_state)
+from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
+                    apply_preset, check_room, claim_outputs, data_knobs, fail, load, next_meta, open_metrics,
+                    pick_device, release_outputs, resume, rng_state)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -102,7 +102,7 @@ def get_args(argv=None):
                         "dr_grpo: sum / (N x max_new_tokens)")
     g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                    help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
-    g.add_argument("--clip-low", type=NONNEG, default=0.2, help="PPO's epsilon below 1")
+    g.add_argument("--clip-low", type=FRACTION, default=0.2, help="PPO's epsilon below 1")
     g.add_argument("--clip-high", type=NONNEG, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
     g.add_argument("--beta", type=NONNEG, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
     g.add_argument("--num-iterations", type=POSITIVE_INT, default=1,
@@ -327,6 +327,12 @@ def sample_metrics(judged, rewards, G):
 # ----------------------------------------------------------------------------------------------
 
 
+def step_problems(args, knobs, step):
+    """The B training problems of a step: a pure function of (seed, step), like its samples."""
+    return make_problems(args.prompts_per_step, split="train", seed=RL_SEED_BASE + args.seed * 1_000_000 + step,
+                         **knobs)
+
+
 def main(argv=None):
     try:
         run(argv)
@@ -350,8 +356,10 @@ def run(argv=None):
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     start = resume(args, meta, model, opt)
-    log_file = open_metrics(args.metrics, start)
+    svg = os.path.splitext(args.out)[0] + ".svg"
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
+    check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start))
+    log_file = open_metrics(args.metrics, start)
 
     def log(row):
         log_file.write(json.dumps(row) + "\n")
@@ -382,13 +390,10 @@ def run(argv=None):
     for step in bar:
         t0 = time.time()
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
-        problems = make_problems(args.prompts_per_step, split="train",
-                                 seed=RL_SEED_BASE + args.seed * 1_000_000 + step, **knobs)
+        problems = step_problems(args, knobs, step)
+        check_room(args.init, model.config.max_seq_len, enc, problems)
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
-        if n_new < 1:
-            fail(f"prompts of {max(map(len, prompts))} tokens leave no room in "
-                 f"max_seq_len={model.config.max_seq_len}")
         comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
                                        seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
         if cuda:
@@ -436,13 +441,12 @@ def run(argv=None):
         done = step + 1
         if val and (done % args.eval_every == 0 or done == args.steps):
             held_out(done)
+        if done == args.steps:   # the curves before the run is marked finished: a kill between redoes both
+            rl_curves(svg, [args.metrics])
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
     log_file.close()
-    stem = os.path.splitext(args.out)[0]
-    if os.path.getsize(args.metrics):
-        rl_curves(stem + ".svg", [args.metrics])
-        print(f"rl: wrote {args.out}, {args.metrics}, {stem}.svg")
+    print(f"rl: wrote {args.out}, {args.metrics}, {svg}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, data_knobs, fail,
-                    load, next_meta)
+from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, check_room, data_knobs,
+                    fail, load, next_meta, read_jsonl)
 from data.tokenizer import encode_example
 from eval import evaluate
 from pretrain import add_train_args, batch_at, check_train_args, evaluate_loss, generate_problems, train
@@ -34,7 +34,7 @@ def sft_rows(enc, problems, max_len):
     examples = [encode_example(enc, r["question"], r["solution"]) for r in problems]
     examples = [e for e in examples if len(e[0]) <= max_len + 1]
     if not examples:
-        raise ValueError(f"no example fits in {max_len} tokens")
+        raise ValueError(f"max_seq_len={max_len} is too short for this task: no example (prompt and solution) fits")
     T = min(max_len, 64 * -(-max(len(ids) - 1 for ids, _ in examples) // 64))
     x = torch.zeros(len(examples), T, dtype=torch.long)
     y = torch.zeros_like(x)
@@ -49,13 +49,7 @@ def sft_rows(enc, problems, max_len):
 
 def read_solutions(path):
     """A JSONL file of {"question", "solution"} records (distill.py writes them)."""
-    try:
-        rows = [json.loads(line) for line in open(path) if line.strip()]
-    except (OSError, ValueError) as e:
-        fail(f"--data: cannot read {path} ({e})")
-    if not rows or not all(isinstance(r, dict) and {"question", "solution"} <= set(r) for r in rows):
-        fail(f"--data: {path} needs one JSON object with 'question' and 'solution' per line")
-    return rows
+    return read_jsonl(path, "--data", need=("question", "solution"))
 
 
 def greedy_accuracy(model, enc, problems):
@@ -85,9 +79,10 @@ def main():
         problems = read_solutions(args.data)
     else:
         problems = generate_problems(args.n_train, "train", args.seed + DATA_SEED_OFFSET, knobs)
+    val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
+    check_room(args.init, model.config.max_seq_len, enc, val_problems)   # the greedy check generates
     try:
         rows = sft_rows(enc, problems, model.config.max_seq_len)
-        val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
         val = sft_rows(enc, val_problems, model.config.max_seq_len)
     except ValueError as e:
         fail(f"{args.init}: {e}")
@@ -99,15 +94,15 @@ def main():
                      data_file=args.data, n_train=len(problems), seed=args.seed + DATA_SEED_OFFSET,
                      steps=args.steps, lr=args.lr)
     t0 = time.time()
-    last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
-    result = {**last, "stage": "sft_final", "wall_s": round(time.time() - t0, 1),
-              "attention": model.config.describe(),
-              "val_loss": round(evaluate_loss(model, val_batches, args.device), 5),
-              "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems),
-              "out": args.out}
-    with open(args.metrics, "a") as f:
-        f.write(json.dumps(result) + "\n")
-    print(json.dumps(result))
+
+    def final(last):   # the closing row: written before the checkpoint is marked finished
+        return {**last, "stage": "sft_final", "step": args.steps, "wall_s": round(time.time() - t0, 1),
+                "attention": model.config.describe(),
+                "val_loss": round(evaluate_loss(model, val_batches, args.device), 5),
+                "val_greedy_acc": greedy_accuracy(model, enc, val_problems), "n_val": len(val_problems),
+                "out": args.out}
+    batches = lambda s: batch_at(rows, s, args.batch_size, args.seed)
+    print(json.dumps(train(model, batches, val_batches, args, meta, final)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Records come out in the generator's format: question, solution (the worked text 
 <<a*b=c>> calculator annotations removed, ending in "#### N"), answer (N without commas), style
 "gsm8k". Nothing in the project fetches at run time; --fetch is for a user who is online.
 """
-import argparse
 import json
 import os
 import re
@@ -38,22 +37,40 @@ def load_gsm8k(path):
 
 
 def fetch(dirname):
-    os.makedirs(dirname, exist_ok=True)
-    for split in ("train", "test"):
-        dest = os.path.join(dirname, f"{split}.jsonl")
-        urllib.request.urlretrieve(URL.format(split), dest + ".tmp")
-        os.replace(dest + ".tmp", dest)
+    from common import claim_outputs, fail
+    dests = [os.path.join(dirname, f"{split}.jsonl") for split in ("train", "test")]
+    claim_outputs(dests)
+    for url, dest in zip((URL.format("train"), URL.format("test")), dests):
+        tmp = f"{dest}.tmp{os.getpid()}"
+        try:
+            urllib.request.urlretrieve(url, tmp)
+            os.replace(tmp, dest)
+        except OSError as e:   # offline (URLError), or the folder cannot be written
+            fail(f"--fetch: cannot get {url} into {dest} ({getattr(e, 'reason', None) or e.strerror or e})")
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         print(f"{dest}: {len(load_gsm8k(dest))} problems")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from common import ArgumentParser, fail
+    ap = ArgumentParser(__doc__)
     ap.add_argument("path", nargs="?", help="a GSM8K-format JSONL file to load")
     ap.add_argument("--fetch", metavar="DIR", help="download train.jsonl and test.jsonl into DIR")
     args = ap.parse_args()
     if args.fetch: fetch(args.fetch)
     if args.path:
-        recs = load_gsm8k(args.path)
+        try:
+            recs = load_gsm8k(args.path)
+        except OSError as e:
+            fail(f"cannot read {args.path} ({e.strerror})")
+        except UnicodeDecodeError:
+            fail(f"{args.path}: not a text file")
+        except ValueError as e:
+            fail(str(e))
+        if not recs:
+            fail(f"{args.path}: no problems (an empty file)")
         print(f"{len(recs)} problems from {args.path}\n{json.dumps(recs[0], indent=1)}")
     if not (args.fetch or args.path): ap.print_help()
 

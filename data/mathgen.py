@@ -749,25 +749,28 @@ def report(n=2000, seed=0, split="train", **knobs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the one validation layer of the scripts: one-line errors, typed counts and fractions, claimed outputs
+    from common import COUNT, FRACTION, POSITIVE_INT, ArgumentParser, check_knobs, claim_outputs, write_atomic
+    ap = ArgumentParser(__doc__)
     ap.add_argument("--split", default="train", choices=SPLITS)
-    ap.add_argument("--n", type=int, default=None,
+    ap.add_argument("--n", type=POSITIVE_INT, default=None,
                     help="number of problems (default 1000; --report: 2000 per style)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="JSONL file to write (default: stdout)")
     ap.add_argument("--report", action="store_true",
                     help="print length / dependency-distance stats per style")
-    ap.add_argument("--show", type=int, default=0, help="print this many problems as text")
-    ap.add_argument("--window_friendly_frac", type=float, default=DEFAULT_KNOBS["window_friendly_frac"])
-    ap.add_argument("--detour_rate", type=float, default=DEFAULT_KNOBS["detour_rate"])
-    ap.add_argument("--window", type=int, default=DEFAULT_KNOBS["window"])
+    ap.add_argument("--show", type=COUNT, default=0, help="print this many problems as text")
+    ap.add_argument("--window_friendly_frac", type=FRACTION, default=DEFAULT_KNOBS["window_friendly_frac"])
+    ap.add_argument("--detour_rate", type=FRACTION, default=DEFAULT_KNOBS["detour_rate"])
+    ap.add_argument("--window", type=POSITIVE_INT, default=DEFAULT_KNOBS["window"])
     ap.add_argument("--n_people", type=int, default=DEFAULT_KNOBS["n_people"])
-    ap.add_argument("--n_events", type=int, nargs=2, default=DEFAULT_KNOBS["n_events"], metavar=("LO", "HI"))
-    ap.add_argument("--distractors", type=int, nargs=2, default=DEFAULT_KNOBS["distractors"],
+    ap.add_argument("--n_events", type=COUNT, nargs=2, default=DEFAULT_KNOBS["n_events"], metavar=("LO", "HI"))
+    ap.add_argument("--distractors", type=COUNT, nargs=2, default=DEFAULT_KNOBS["distractors"],
                     metavar=("LO", "HI"))
     args = ap.parse_args()
-    knobs = dict(detour_rate=args.detour_rate, window=args.window, n_people=args.n_people,
-                 n_events=tuple(args.n_events), distractors=tuple(args.distractors))
+    knobs = check_knobs(dict(detour_rate=args.detour_rate, window=args.window, n_people=args.n_people,
+                             n_events=tuple(args.n_events), distractors=tuple(args.distractors)), "mathgen")
+    claim_outputs([args.out])
     if args.report:
         report(n=args.n or 2000, seed=args.seed, split=args.split, **knobs)
         return
@@ -779,8 +782,7 @@ def main():
         return
     lines = "".join(json.dumps(r) + "\n" for r in recs)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(lines)
+        write_atomic(args.out, lines)
         print(f"wrote {len(recs)} problems to {args.out}")
     else:
         print(lines, end="")

@@ -16,7 +16,6 @@ fewer would split names and nouns into several tokens and lengthen every trace, 
 embedding table suits a small model. Text outside the generator (GSM8K) still encodes, just
 into more, smaller tokens.
 """
-import argparse
 import base64
 import os
 from collections import Counter
@@ -99,9 +98,9 @@ def train_bpe(texts, n_merges):
 
 
 def save_ranks(ranks, path):
-    with open(path, "wb") as f:
-        for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-            f.write(base64.b64encode(tok) + b" " + str(rank).encode() + b"\n")
+    from common import write_atomic   # whole or not at all: every script reads this file
+    write_atomic(path, b"".join(base64.b64encode(tok) + b" " + str(rank).encode() + b"\n"
+                                for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])))
 
 
 def default_corpus():
@@ -110,14 +109,25 @@ def default_corpus():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vocab", type=int, default=DEFAULT_VOCAB, help="total ids incl. the 3 special tokens")
+    from common import ArgumentParser, claim_outputs, fail, number
+    ap = ArgumentParser(__doc__)
+    ap.add_argument("--vocab", type=number(int, low=256 + len(SPECIALS)), default=DEFAULT_VOCAB,
+                    help="total ids incl. the 256 bytes and the 3 special tokens")
     ap.add_argument("--out", default=DEFAULT_PATH)
     ap.add_argument("--check", action="store_true", help="retrain and compare with --out instead of writing")
     args = ap.parse_args()
+    if args.check:
+        try:
+            committed = load_tokenizer(args.out)._mergeable_ranks
+        except OSError as e:
+            fail(f"--check: cannot read {args.out} ({e.strerror})")
+        except ValueError:
+            fail(f"--check: {args.out} is not a tokenizer file")
+    else:
+        claim_outputs([args.out])
     ranks = train_bpe(default_corpus(), args.vocab - len(SPECIALS) - 256)
     if args.check:
-        same = ranks == load_tokenizer(args.out)._mergeable_ranks
+        same = ranks == committed
         print("identical" if same else "DIFFERENT"); raise SystemExit(0 if same else 1)
     save_ranks(ranks, args.out)
     print(f"wrote {len(ranks)} ranks (+{len(SPECIALS)} specials) to {args.out}")
