@@ -310,8 +310,6 @@ def resume(args, meta, model, opt):
     settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
     there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
     A checkpoint made with other settings is never continued nor taken as done."""
-    from dataclasses import asdict
-
     from model import read_checkpoint
     stage = meta["stage"]
     if not (args.resume and os.path.exists(args.out)):
@@ -322,7 +320,7 @@ def resume(args, meta, model, opt):
         fail(f"--resume: {e}")
     if not isinstance(ckpt.get("meta"), dict) or ckpt["meta"].get("stage") != stage:
         fail(f"--resume: {args.out} is a {(ckpt.get('meta') or {}).get('stage')!r} checkpoint, not a {stage} run")
-    config = asdict(model.config)
+    config = model.config.saved()
     saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     made = {"config": {k: v for k, v in saved.items() if k in config},   # keys older versions saved: not settings
             **{k: ckpt["meta"].get(k) for k in SETTINGS}}
