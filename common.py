@@ -262,11 +262,16 @@ def load(path, device="cpu", **overrides):
     tok = meta.get("tokenizer")
     if isinstance(tok, str) and not os.path.isabs(tok):
         tok = os.path.join(ROOT, tok)   # stored relative to the repository
+    if "hf" in meta and not isinstance(tok, str):
+        fail(f"{path}: the imported model has no tokenizer.json beside its weights")
     try:
-        enc = load_tokenizer(tok if isinstance(tok, str) else None)
+        enc = load_tokenizer(tok if isinstance(tok, str) else None, meta.get("prompt_format", "plain"))
     except OSError as e:
         fail(f"{path}: cannot read its tokenizer {tok} ({e.strerror})")
-    if model.config.vocab_size != enc.n_vocab:
+    except ValueError as e:
+        fail(str(e))
+    # imported models may pad the embedding table past the tokenizer's ids (Qwen2.5: 151936 > 151665)
+    if model.config.vocab_size < enc.n_vocab or ("hf" not in meta and model.config.vocab_size != enc.n_vocab):
         fail(f"{path} has vocab_size {model.config.vocab_size} but its tokenizer has {enc.n_vocab} ids")
     return model, enc, meta
 

@@ -239,10 +239,14 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+def mlp_width(cfg):
+    return cfg.mlp_hidden or 64 * math.ceil(8 * cfg.n_embd / 3 / 64)   # SwiGLU's 8/3 keeps the size at 4x GELU's
+
+
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        hidden = cfg.mlp_hidden or 64 * math.ceil(8 * cfg.n_embd / 3 / 64)   # SwiGLU's 8/3: 4x GELU's size
+        hidden = mlp_width(cfg)
         self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.up_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
@@ -576,6 +580,9 @@ def load_checkpoint(path, device="cpu", attn_impl="auto"):
     """-> (model, meta), the model attending with `attn_impl`. Config keys this version does not
     know are ignored: older checkpoints saved attn_impl, which is chosen here now."""
     resolve_impl(attn_impl, device)   # a wrong name is the caller's mistake, not the checkpoint's
+    if os.path.isdir(path):           # a Hugging Face model folder
+        from hf import load_hf
+        return load_hf(path, device, attn_impl)
     obj = read_checkpoint(path)
     known = {f.name for f in fields(GPTConfig)}
     try:

