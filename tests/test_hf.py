@@ -142,3 +142,113 @@ def test_sharded_folder(tmp_path):
     idx = torch.randint(0, SHAPE["vocab_size"], (1, T))
     with torch.no_grad():
         torch.testing.assert_close(ours(idx), hf_logits(ref, idx), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizers
+
+QWEN_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+LLAMA3_PATTERN = QWEN_PATTERN.replace(r"|\p{N}|", r"|\p{N}{1,3}|")
+CHATML = ("{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
+          "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are a careful helper.<|im_end|>\\n' }}"
+          "{%- endif %}{%- for m in messages %}{%- if m['role'] != 'system' %}{{- '<|im_start|>' + m['role'] + "
+          "'\\n' + m['content'] + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+          "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+TRICKY = ["  12 apples,  3\tpears\n\n 4", "½ of 7 is 3.5; x² – €12 ", "don't  stop 1,000,000!!", "Ünïcödé ﬁ e\u0301"]
+
+
+def gsm8k_texts(split):
+    path = os.path.join(ROOT, "..", "shared", "data", "gsm8k", f"{split}.jsonl")
+    if not os.path.isfile(path):
+        return None
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    return [t for r in rows for t in (r["question"], r["answer"])]
+
+
+def train_hf_tokenizer(kind, folder):
+    """A byte-level BPE trained by the tokenizers library, as the families build theirs (nothing can
+    be downloaded here): GPT-2's ByteLevel regex, a Split regex (Qwen2, Llama-3), or Digits first (SmolLM)."""
+    tk = pytest.importorskip("tokenizers")
+    pre = tk.pre_tokenizers
+    tok = tk.Tokenizer(tk.models.BPE())
+    if kind == "gpt2":
+        tok.pre_tokenizer = pre.ByteLevel(add_prefix_space=False)
+    elif kind == "digits":
+        tok.pre_tokenizer = pre.Sequence([pre.Digits(individual_digits=True), pre.ByteLevel(add_prefix_space=False)])
+    else:
+        pattern = QWEN_PATTERN if kind == "qwen" else LLAMA3_PATTERN
+        tok.pre_tokenizer = pre.Sequence([pre.Split(tk.Regex(pattern), behavior="isolated"),
+                                          pre.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if kind == "qwen":
+        tok.normalizer = tk.normalizers.NFC()
+    tok.decoder = tk.decoders.ByteLevel()
+    specials = (["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+                if kind == "llama3" else ["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    trainer = tk.trainers.BpeTrainer(vocab_size=1200, special_tokens=specials, show_progress=False,
+                                     initial_alphabet=pre.ByteLevel.alphabet())
+    corpus = gsm8k_texts("train") or [r["question"] + "\n" + r["solution"] for r in _mathgen(2000)]
+    tok.train_from_iterator(corpus, trainer)
+    if kind == "llama3":
+        tok.post_processor = tk.processors.TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[
+            ("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])
+    os.makedirs(folder, exist_ok=True)
+    tok.save(os.path.join(folder, "tokenizer.json"))
+    config = {"eos_token": specials[1 if kind == "llama3" else 0], "tokenizer_class": "PreTrainedTokenizerFast"}
+    if kind == "qwen":
+        config["chat_template"] = CHATML
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+    return tok
+
+
+def _mathgen(n):
+    from data.mathgen import make_problems
+    return make_problems(n, split="test", seed=5)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "digits", "qwen", "llama3"])
+def test_tokenizer_ids_equal(kind, tmp_path):
+    texts = gsm8k_texts("test")
+    if texts is None:
+        pytest.skip("GSM8K test split not in ../shared/data/gsm8k")
+    tok = train_hf_tokenizer(kind, tmp_path)
+    enc = hf.hf_encoding(str(tmp_path / "tokenizer.json"))
+    for text in texts + TRICKY:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        assert enc.encode_ordinary(text) == ids, text
+        assert enc.decode(ids) == tok.decode(ids)
+
+
+def test_prompt_formats_match_the_chat_template(tmp_path):
+    tok = train_hf_tokenizer("qwen", tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    chat = hf.hf_encoding(str(tmp_path / "tokenizer.json"), "chat")
+    from data.tokenizer import encode_example, encode_prompt
+    q = "Tom has 3 apples and buys 12 more. How many?"
+    want = theirs.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
+    want = want["input_ids"] if isinstance(want, dict) or hasattr(want, "keys") else want
+    assert encode_prompt(chat, q) == list(want)
+    assert chat.eot_token == tok.token_to_id("<|im_end|>")
+    plain = hf.hf_encoding(str(tmp_path / "tokenizer.json"), "plain")
+    ids, mask = encode_example(plain, q, "3 + 12 = 15\n#### 15")
+    assert ids == tok.encode(f"Question: {q}\nAnswer: 3 + 12 = 15\n#### 15").ids + [tok.token_to_id("<|endoftext|>")]
+    assert sum(mask) == len(ids) - len(encode_prompt(plain, q))
+    llama = train_hf_tokenizer("llama3", tmp_path / "llama3")
+    enc = hf.hf_encoding(str(tmp_path / "llama3" / "tokenizer.json"), "chat")
+    assert encode_prompt(enc, q)[:2] == [llama.token_to_id("<|begin_of_text|>"), llama.token_to_id("<|start_header_id|>")]
+    assert enc.eot_token == llama.token_to_id("<|eot_id|>")
+
+
+def test_our_tokenizer_exports_as_tokenizer_json(tmp_path):
+    """data/tokenizer.tiktoken written as a byte-level BPE tokenizer.json: the same ids in `tokenizers`."""
+    tk = pytest.importorskip("tokenizers")
+    from data.tokenizer import load_tokenizer
+    enc = load_tokenizer()
+    tj, _ = hf.tokenizer_files(enc)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj))
+    tok = tk.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    texts = (gsm8k_texts("test") or [])[:400] + [r["question"] + "\n" + r["solution"] for r in _mathgen(50)] + TRICKY
+    for text in texts:
+        assert tok.encode(text, add_special_tokens=False).ids == enc.encode_ordinary(text), text
+    assert tok.token_to_id("<|endoftext|>") == enc.eot_token
