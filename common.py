@@ -250,16 +250,21 @@ def _remove_stale(prefix):
 # ----------------------------------------------------------------------------------------------
 # checkpoints and the metadata record
 
-def load(path, device="cpu", **overrides):
-    """Checkpoint -> (model, tokenizer, meta). A missing or bad file, or a model whose vocabulary is
-    not exactly its tokenizer's, is one line and exit 1."""
+def load(path, device="cpu", prompt_format=None, **overrides):
+    """Checkpoint (or Hugging Face folder) -> (model, tokenizer, meta). A missing or bad file, or a model
+    whose vocabulary is not exactly its tokenizer's, is one line and exit 1. prompt_format (plain or
+    chat) replaces the one recorded for an imported tokenizer, and is recorded in meta from then on."""
     from data.tokenizer import load_tokenizer
     from model import load_checkpoint
     try:
         model, meta = load_checkpoint(path, device=device, **overrides)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, KeyError) as e:
         fail(str(e))
     tok = meta.get("tokenizer")
+    if prompt_format:
+        if not (isinstance(tok, str) and tok.endswith(".json")):
+            fail(f"{path}: --prompt-format applies to imported (tokenizer.json) tokenizers only")
+        meta["prompt_format"] = prompt_format
     if isinstance(tok, str) and not os.path.isabs(tok):
         tok = os.path.join(ROOT, tok)   # stored relative to the repository
     if "hf" in meta and not isinstance(tok, str):

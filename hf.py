@@ -203,7 +203,10 @@ def load_hf(folder, device="cpu", attn_impl="auto"):
     name theirs, and the prompt format (plain; convert.py --prompt-format records another)."""
     with open(os.path.join(folder, "config.json")) as f:
         hf_config = json.load(f)
-    model = GPT(config_from_hf(hf_config), attn_impl)
+    try:
+        model = GPT(config_from_hf(hf_config), attn_impl)
+    except KeyError as e:
+        raise ValueError(f"{folder}/config.json lacks {e}") from None
     tensors = read_weights(folder)
     state = {}
     for ours in model.state_dict():

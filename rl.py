@@ -4,6 +4,7 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt            # one GPU
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt --resume   # continue it
     python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
+    python rl.py --init sft.pt --out rl.pt --data ../shared/data/gsm8k/train.jsonl      # GSM8K-format prompts
 
 Each step is the algorithm, in this order (`run` reads the same way):
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
@@ -43,6 +44,7 @@ are options in their own group of flags; the defaults are the on-policy path abo
 import copy
 import json
 import os
+import random
 import time
 
 import torch
@@ -52,6 +54,7 @@ from tqdm import tqdm
 from common import (COUNT, FINITE, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
                     apply_preset, claim_outputs, data_knobs, fail, load, next_meta, open_metrics, pick_device,
                     release_outputs, resume, rng_state)
+from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
@@ -75,6 +78,8 @@ def get_args(argv=None):
                    help="path for sliding layers (all compute the same attention): tiled trains ~30x faster "
                         "than flex here, whose static-shape compile recompiles for every new micro-batch shape")
     g.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
+    g.add_argument("--data", help="draw the prompts from this GSM8K-format JSONL ({question, answer: '... #### N'}) "
+                                  "instead of generated problems; held-out evaluations are then off (use eval.py)")
     g = p.add_argument_group("rollouts (None: the preset's)")
     g.add_argument("--steps", type=COUNT, help="total optimizer steps (including resumed ones)")
     g.add_argument("--prompts-per-step", type=POSITIVE_INT, help="B: problems per step")
@@ -128,8 +133,19 @@ def check_args(args):
         fail(f"--lr must be positive, got {args.lr}")
     args.device = pick_device(args.device)
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
-    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init])
+    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init, args.data])
     return args
+
+
+def read_problems(path):
+    """GSM8K-format problems of --data, one line and exit 1 if it cannot be read."""
+    try:
+        rows = load_gsm8k(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        fail(f"--data: cannot read {path} ({str(e).splitlines()[0]})")
+    if not rows:
+        fail(f"--data: no problems in {path}")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +356,8 @@ def run(argv=None):
     args = check_args(apply_preset(args, "rl", init_meta))
     knobs = data_knobs(init_meta)
     meta = next_meta(init_meta, "rl", init=args.init, seed=args.seed, lr=args.lr,
-                     prompts_per_step=args.prompts_per_step, group_size=args.group_size)
+                     prompts_per_step=args.prompts_per_step, group_size=args.group_size,
+                     **({"data_file": args.data} if args.data else {}))   # the default record stays as it was
     eos, G, cuda = enc.eot_token, args.group_size, args.device.startswith("cuda")
     torch.manual_seed(args.seed)
     if cuda:
@@ -351,7 +368,8 @@ def run(argv=None):
                             weight_decay=args.weight_decay)
     start = resume(args, meta, model, opt)
     log_file = open_metrics(args.metrics, start)
-    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
+    data = read_problems(args.data) if args.data else None
+    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every and not data else []
 
     def log(row):
         log_file.write(json.dumps(row) + "\n")
@@ -382,8 +400,9 @@ def run(argv=None):
     for step in bar:
         t0 = time.time()
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
-        problems = make_problems(args.prompts_per_step, split="train",
-                                 seed=RL_SEED_BASE + args.seed * 1_000_000 + step, **knobs)
+        step_seed = RL_SEED_BASE + args.seed * 1_000_000 + step
+        problems = (random.Random(step_seed).sample(data, min(args.prompts_per_step, len(data))) if data else
+                    make_problems(args.prompts_per_step, split="train", seed=step_seed, **knobs))
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
         if n_new < 1:

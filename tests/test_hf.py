@@ -252,3 +252,47 @@ def test_our_tokenizer_exports_as_tokenizer_json(tmp_path):
     for text in texts:
         assert tok.encode(text, add_special_tokens=False).ids == enc.encode_ordinary(text), text
     assert tok.token_to_id("<|endoftext|>") == enc.eot_token
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole path on a tiny random model: import -> SWA -> SFT -> RL -> eval -> export
+
+def test_whole_path(tmp_path):
+    import subprocess
+    import sys
+    hf_dir = tmp_path / "tiny-qwen"
+    tok = train_hf_tokenizer("qwen", hf_dir)
+    config = transformers.Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                      max_position_embeddings=512, tie_word_embeddings=True)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(str(hf_dir))
+    rows = [json.loads(line) for line in open(GSM8K_TEST)][:4] if os.path.isfile(GSM8K_TEST) else [
+        {"question": f"Tom has {a} apples and buys {b} more. How many now?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+        for a, b in ((3, 4), (10, 5), (7, 8), (2, 9))]
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(*cmd):
+        r = subprocess.run([sys.executable, *cmd, "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    swa, sft, rl = (str(tmp_path / f) for f in ("swa.pt", "sft.pt", "rl.pt"))
+    run("convert.py", "--init", str(hf_dir), "--window", "32", "--prompt-format", "chat", "--out", swa, "--n-val", "0")
+    run("sft.py", "--init", swa, "--out", sft, "--data", str(data), "--preset", "smoke", "--n-val", "1")
+    run("rl.py", "--init", sft, "--out", rl, "--data", str(data), "--preset", "smoke", "--max-new-tokens", "16")
+    out = run("eval.py", "--ckpt", rl, "--data", str(data), "--n", "2", "--k", "0", "--max-new-tokens", "16",
+              "--no-progress")
+    assert "SWA W=32" in out
+    model, meta = load_checkpoint(rl)
+    assert meta["prompt_format"] == "chat" and meta["tokenizer"] == str(hf_dir / "tokenizer.json")
+    assert [h["stage"] for h in meta["history"]] == ["import", "convert", "sft", "rl"]
+    run("convert.py", "--init", rl, "--export-hf", str(tmp_path / "exported"))
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "exported"), attn_implementation="eager")
+    assert transformers.AutoTokenizer.from_pretrained(str(tmp_path / "exported")).encode("Tom has 3") == tok.encode(
+        "Tom has 3").ids
+    idx = torch.randint(0, tok.get_vocab_size(), (1, 100))
+    model.attn_impl = "dense"
+    with torch.no_grad():
+        torch.testing.assert_close(ref.float()(idx).logits, model(idx), rtol=1e-4, atol=1e-4)
