@@ -25,6 +25,7 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 
@@ -283,6 +284,8 @@ class GPT(nn.Module):
         super().__init__()
         resolve_impl(attn_impl, "cpu")   # a wrong name fails here rather than at the first forward
         self.config, self.attn_impl = cfg, attn_impl   # how sliding layers attend; callers may change it
+        # training memory for big models: recompute each block's activations in backward instead of keeping them
+        self.grad_checkpointing = False
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
@@ -327,8 +330,13 @@ class GPT(nn.Module):
         flex = impl == "flex" and "S" in cfg.layer_kinds()    # one block mask, shared by all layers
         mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device)) if flex else None
         x = self.tok_emb(idx)
+        recompute = self.grad_checkpointing and cache is None and torch.is_grad_enabled()
         for block in self.layers:
-            x = block(x, self.rope_cos[:T], self.rope_sin[:T], impl, mask, cache)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(block, x, self.rope_cos[:T], self.rope_sin[:T], impl, mask,
+                                                      use_reentrant=False)
+            else:
+                x = block(x, self.rope_cos[:T], self.rope_sin[:T], impl, mask, cache)
         return x
 
     def decode_step(self, tok, pos, cache):

@@ -60,6 +60,7 @@ from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
 from model import generate, save_checkpoint
 from plot import rl_curves
+from pretrain import add_memory_args, apply_memory_args
 
 RL_SEED_BASE = 7_000_000_000   # problem seeds of RL prompts: far from pretrain/SFT's seed * 1_000_003 + k
 
@@ -117,6 +118,7 @@ def get_args(argv=None):
                    help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
     g.add_argument("--format-reward", type=FINITE, default=0.0,
                    help="bonus for stopping with an extractable answer (off: correctness is the goal)")
+    add_memory_args(p, micro_batch=False)   # --micro-batch-tokens above splits the batch
     return p.parse_args(argv)
 
 
@@ -362,6 +364,7 @@ def run(argv=None):
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
+    model = apply_memory_args(model, args)
     # variant: the initial policy, frozen, as the reference of the KL term
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
