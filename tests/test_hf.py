@@ -218,6 +218,7 @@ def test_tokenizer_ids_equal(kind, tmp_path):
         ids = tok.encode(text, add_special_tokens=False).ids
         assert enc.encode_ordinary(text) == ids, text
         assert enc.decode(ids) == tok.decode(ids)
+    assert enc.decode([enc.n_vocab + 5, *enc.encode_ordinary("12 apples")]) == "12 apples"   # padding ids
 
 
 def test_prompt_formats_match_the_chat_template(tmp_path):
