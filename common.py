@@ -303,7 +303,7 @@ def read_jsonl(path, what="", need=()):
 def check_knobs(knobs, where="data knobs"):
     """Generator knobs (data.mathgen.DEFAULT_KNOBS) within their meaning, else one line: a range the
     generator would choke on ("empty range for randrange()") is refused before it is drawn from."""
-    from data.mathgen import DEFAULT_KNOBS, NAMES
+    from data.mathgen import DEFAULT_KNOBS, NAMES, check_kinds
     unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
     if unknown:
         fail(f"{where}: unknown knobs {unknown}; known: {sorted(DEFAULT_KNOBS)}")
@@ -316,6 +316,11 @@ def check_knobs(knobs, where="data knobs"):
             ok, want = is_int(v) and v >= 1, "an integer >= 1"
         elif k == "n_people":
             ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
+        elif k == "kinds":   # None (every kind) or a list the generator checks itself
+            try:
+                ok, want = v is None or bool(check_kinds(v)), "null or a list of kinds"
+            except (TypeError, ValueError) as e:
+                fail(f"{where}: {e}")
         else:   # n_events, distractors: a count or an inclusive [lo, hi]
             bounds = [v, v] if is_int(v) else list(v) if isinstance(v, (list, tuple)) else []
             ok = len(bounds) == 2 and all(map(is_int, bounds)) and 0 <= bounds[0] <= bounds[1]
@@ -338,25 +343,33 @@ def check_room(path, max_seq_len, enc, problems, new_tokens=1):
 # ----------------------------------------------------------------------------------------------
 # checkpoints and the metadata record
 
-def load(path, device="cpu", **overrides):
-    """Checkpoint -> (model, tokenizer, meta). A missing or bad file, or a model whose vocabulary is
-    not exactly its tokenizer's, is one line and exit 1."""
+def load(path, device="cpu", prompt_format=None, **overrides):
+    """Checkpoint (or Hugging Face folder) -> (model, tokenizer, meta). A missing or bad file, or a model
+    whose vocabulary is not exactly its tokenizer's, is one line and exit 1. prompt_format (plain or
+    chat) replaces the one recorded for an imported tokenizer, and is recorded in meta from then on."""
     from data.tokenizer import load_tokenizer
     from model import load_checkpoint
     try:
         model, meta = load_checkpoint(path, device=device, **overrides)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, KeyError) as e:
         fail(str(e))
     tok = meta.get("tokenizer")
+    if prompt_format:
+        if not (isinstance(tok, str) and tok.endswith(".json")):
+            fail(f"{path}: --prompt-format applies to imported (tokenizer.json) tokenizers only")
+        meta["prompt_format"] = prompt_format
     if isinstance(tok, str) and not os.path.isabs(tok):
         tok = os.path.join(ROOT, tok)   # stored relative to the repository
+    if "hf" in meta and not isinstance(tok, str):
+        fail(f"{path}: the imported model has no tokenizer.json beside its weights")
     try:
-        enc = load_tokenizer(tok if isinstance(tok, str) else None)
+        enc = load_tokenizer(tok if isinstance(tok, str) else None, meta.get("prompt_format", "plain"))
     except OSError as e:
         fail(f"{path}: cannot read its tokenizer {tok} ({e.strerror})")
-    except ValueError:   # a binary or foreign file: no "base64 rank" lines
-        fail(f"{path}: its tokenizer {tok} is not a tokenizer file")
-    if model.config.vocab_size != enc.n_vocab:
+    except ValueError as e:   # a binary or foreign file, or a tokenizer.json we cannot read
+        fail(f"{path}: its tokenizer {tok} is not a tokenizer file ({str(e).splitlines()[0]})")
+    # imported models may pad the embedding table past the tokenizer's ids (Qwen2.5: 151936 > 151665)
+    if model.config.vocab_size < enc.n_vocab or ("hf" not in meta and model.config.vocab_size != enc.n_vocab):
         fail(f"{path} has vocab_size {model.config.vocab_size} but its tokenizer has {enc.n_vocab} ids")
     return model, enc, meta
 
@@ -400,8 +413,6 @@ def resume(args, meta, model, opt):
     settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
     there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
     A checkpoint made with other settings is never continued nor taken as done."""
-    from dataclasses import asdict
-
     from model import read_checkpoint
     stage = meta["stage"]
     if not (args.resume and os.path.exists(args.out)):
@@ -412,7 +423,7 @@ def resume(args, meta, model, opt):
         fail(f"--resume: {e}")
     if not isinstance(ckpt.get("meta"), dict) or ckpt["meta"].get("stage") != stage:
         fail(f"--resume: {args.out} is a {(ckpt.get('meta') or {}).get('stage')!r} checkpoint, not a {stage} run")
-    config = asdict(model.config)
+    config = model.config.saved()
     saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     made = {"config": {k: v for k, v in saved.items() if k in config},   # keys older versions saved: not settings
             **{k: ckpt["meta"].get(k) for k in SETTINGS}}

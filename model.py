@@ -25,6 +25,7 @@ from functools import lru_cache
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 
@@ -41,12 +42,20 @@ class GPTConfig:
     n_sink: int = 0              # attention-sink tokens kept visible by sliding layers
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    # What imported models need (hf.py); the defaults are this project's own model. Left out of saved
+    # configs while at their default, so checkpoints of the default recipe stay as they were.
+    head_size: int | None = None          # None: n_embd // n_head (Qwen3 sets it apart from n_embd)
+    mlp_hidden: int | None = None         # None: SwiGLU's 8/3 x n_embd rounded up to 64
+    qkv_bias: bool = False                # Qwen2 adds biases to q, k and v
+    qk_norm: bool = False                 # Qwen3 RMS-normalises each head of q and k before RoPE
+    tie_embeddings: bool = False          # small models share the (large) embedding with lm_head
+    rope_scaling: dict | None = None      # Llama-3.1's frequency scaling (hf.py checks its keys)
 
     def __post_init__(self):
         # one clear line for each kind of nonsense, so scripts can print it as is
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
-        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+        if (self.head_size is None and self.n_embd % self.n_head) or self.head_dim % 2:
             raise ValueError(f"n_embd={self.n_embd} / n_head={self.n_head} is not an even head size")
         if self.window is not None and self.window < 1:
             raise ValueError(f"window must be >= 1 (or None for full attention), got {self.window}")
@@ -57,7 +66,12 @@ class GPTConfig:
 
     @property
     def head_dim(self):
-        return self.n_embd // self.n_head
+        return self.head_size or self.n_embd // self.n_head
+
+    def saved(self):
+        """The config as a checkpoint stores it: the import-only fields only where they are set."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in IMPORT_FIELDS or v != IMPORT_FIELDS[k]}
 
     def layer_kinds(self):
         """'S' or 'F' for each layer: the pattern repeated over the depth ('F' everywhere if no window)."""
@@ -69,6 +83,10 @@ class GPTConfig:
         if self.window is None or "S" not in self.layer_kinds():
             return "full"
         return f"SWA W={self.window} ({self.layer_pattern}, sinks {self.n_sink})"
+
+
+IMPORT_FIELDS = dict(head_size=None, mlp_hidden=None, qkv_bias=False, qk_norm=False, tie_embeddings=False,
+                     rope_scaling=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,8 +172,18 @@ def resolve_impl(impl, device):
 
 def rope_tables(cfg):
     inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
+    if cfg.rope_scaling:
+        inv_freq = llama3_scaled(inv_freq, **cfg.rope_scaling)
     angles = torch.outer(torch.arange(cfg.max_seq_len).float(), inv_freq)   # (T, D/2)
     return angles.cos(), angles.sin()
+
+
+def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
+    """Llama-3.1's RoPE: long wavelengths slowed by `factor`, short ones kept, a smooth blend between."""
+    wavelen = 2 * math.pi / inv_freq
+    ratio = original_max_position_embeddings / wavelen           # periods that fit the original context
+    smooth = ((ratio - low_freq_factor) / (high_freq_factor - low_freq_factor)).clamp(0, 1)
+    return (1 - smooth) * inv_freq / factor + smooth * inv_freq
 
 
 def apply_rope(x, cos, sin):
@@ -172,10 +200,12 @@ class Attention(nn.Module):
         self.cfg, self.layer_idx = cfg, layer_idx
         self.kind = cfg.layer_kinds()[layer_idx]   # "S" sliding or "F" full
         D = cfg.head_dim
-        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * D, bias=False)
-        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
-        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=False)
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * D, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * D, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.n_head * D, cfg.n_embd, bias=False)
+        if cfg.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(D, cfg.norm_eps), RMSNorm(D, cfg.norm_eps)
 
     def forward(self, x, cos, sin, impl, mask=None, cache=None, pos=None):
         """x (B, T, C) -> (B, T, C). impl: "dense", "tiled" or "flex" over whole sequences (a prefill
@@ -186,6 +216,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, cfg.n_head, D).transpose(1, 2)
         k = self.k_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
         v = self.v_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
         if impl == "cache":
             k, v = cache.update(self.layer_idx, k, v, pos)          # every slot of this layer
@@ -208,10 +240,14 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+def mlp_width(cfg):
+    return cfg.mlp_hidden or 64 * math.ceil(8 * cfg.n_embd / 3 / 64)   # SwiGLU's 8/3 keeps the size at 4x GELU's
+
+
 class MLP(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        hidden = 64 * math.ceil(8 * cfg.n_embd / 3 / 64)   # SwiGLU's 8/3 keeps the MLP's size at 4x GELU's
+        hidden = mlp_width(cfg)
         self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.up_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
@@ -248,12 +284,16 @@ class GPT(nn.Module):
         super().__init__()
         resolve_impl(attn_impl, "cpu")   # a wrong name fails here rather than at the first forward
         self.config, self.attn_impl = cfg, attn_impl   # how sliding layers attend; callers may change it
+        # training memory for big models: recompute each block's activations in backward instead of keeping them
+        self.grad_checkpointing = False
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         # Untied input/output embeddings, as Llama and Mistral: with a ~1k vocabulary tying would
         # save under 5% of the parameters, and untied weights import real checkpoints unchanged.
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
         cos, sin = rope_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -267,6 +307,8 @@ class GPT(nn.Module):
     def _init_weights(self, m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
     def forward(self, idx):
         """idx (B, T) -> logits (B, T, vocab): every position at once, as in training."""
@@ -288,8 +330,13 @@ class GPT(nn.Module):
         flex = impl == "flex" and "S" in cfg.layer_kinds()    # one block mask, shared by all layers
         mask = _flex_block_mask(T, cfg.window, cfg.n_sink, str(idx.device)) if flex else None
         x = self.tok_emb(idx)
+        recompute = self.grad_checkpointing and cache is None and torch.is_grad_enabled()
         for block in self.layers:
-            x = block(x, self.rope_cos[:T], self.rope_sin[:T], impl, mask, cache)
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(block, x, self.rope_cos[:T], self.rope_sin[:T], impl, mask,
+                                                      use_reentrant=False)
+            else:
+                x = block(x, self.rope_cos[:T], self.rope_sin[:T], impl, mask, cache)
         return x
 
     def decode_step(self, tok, pos, cache):
@@ -509,7 +556,7 @@ def save_checkpoint(path, model, **meta):
     """Atomic: written to a temporary file in the same directory, then renamed over `path`."""
     model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    obj = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "model": state, "meta": meta}
+    obj = {"format": CHECKPOINT_FORMAT, "config": model.config.saved(), "model": state, "meta": meta}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -541,6 +588,9 @@ def load_checkpoint(path, device="cpu", attn_impl="auto"):
     """-> (model, meta), the model attending with `attn_impl`. Config keys this version does not
     know are ignored: older checkpoints saved attn_impl, which is chosen here now."""
     resolve_impl(attn_impl, device)   # a wrong name is the caller's mistake, not the checkpoint's
+    if os.path.isdir(path):           # a Hugging Face model folder
+        from hf import load_hf
+        return load_hf(path, device, attn_impl)
     obj = read_checkpoint(path)
     known = {f.name for f in fields(GPTConfig)}
     try:

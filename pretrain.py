@@ -49,6 +49,24 @@ def add_train_args(ap):
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--no-compile", action="store_true", help="skip torch.compile on GPU")
+    add_memory_args(ap)
+
+
+def add_memory_args(ap, micro_batch=True):
+    """What lets a ~1B imported model train on one 24 GB GPU (README, "Your own model")."""
+    g = ap.add_argument_group("memory (big models)")
+    if micro_batch:
+        g.add_argument("--micro-batch", type=POSITIVE_INT, help="rows per forward/backward; gradients accumulate "
+                                                                "over the batch (default: the whole batch at once)")
+    g.add_argument("--grad-ckpt", action="store_true", help="recompute each block's activations in backward")
+    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                   help="weights, gradients and AdamW state: bf16 halves them (8 instead of 16 bytes per "
+                        "parameter) but rounds away updates below ~1/256 of a weight")
+
+
+def apply_memory_args(model, args):
+    model.grad_checkpointing = args.grad_ckpt
+    return model.to(torch.bfloat16) if args.dtype == "bf16" else model
 
 
 def check_train_args(args, inputs=()):
@@ -152,7 +170,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
     once that row is written, so a run killed before it resumes at its last step and writes it then."""
     device = args.device
     cuda = device.startswith("cuda")
-    model.to(device)
+    apply_memory_args(model.to(device), args)
     decay = [p for p in model.parameters() if p.dim() >= 2]      # no decay on norms' gains
     other = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -185,9 +203,18 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         for g in opt.param_groups:
             g["lr"] = lr
         x, y, m = (t.to(device, non_blocking=True) for t in get_batch(step))
-        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-            loss = masked_loss(fwd(x), y, m)
-        loss.backward()
+        if not args.micro_batch or args.micro_batch >= x.shape[0]:
+            with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+                loss = masked_loss(fwd(x), y, m)
+            loss.backward()
+        else:   # the same loss, accumulated: each part's masked mean weighted by its share of the tokens
+            loss, n = 0.0, m.sum().clamp_min(1)
+            for i in range(0, x.shape[0], args.micro_batch):
+                part = slice(i, i + args.micro_batch)
+                with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+                    part_loss = masked_loss(fwd(x[part]), y[part], m[part]) * m[part].sum().clamp_min(1) / n
+                part_loss.backward()
+                loss = loss + part_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)

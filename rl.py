@@ -4,6 +4,7 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt            # one GPU
     python rl.py --init runs/default/sft_swa.pt --out runs/default/rl_swa.pt --resume   # continue it
     python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
+    python rl.py --init sft.pt --out rl.pt --data ../shared/data/gsm8k/train.jsonl      # GSM8K-format prompts
 
 Each step is the algorithm, in this order (`run` reads the same way):
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
@@ -43,6 +44,7 @@ are options in their own group of flags; the defaults are the on-policy path abo
 import copy
 import json
 import os
+import random
 import time
 
 import torch
@@ -52,11 +54,13 @@ from tqdm import tqdm
 from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
                     apply_preset, check_room, claim_outputs, data_knobs, fail, load, next_meta, open_metrics,
                     pick_device, release_outputs, resume, rng_state)
+from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import evaluate, extract_answer, judge
 from model import generate, save_checkpoint
 from plot import rl_curves
+from pretrain import add_memory_args, apply_memory_args
 
 RL_SEED_BASE = 7_000_000_000   # problem seeds of RL prompts: far from pretrain/SFT's seed * 1_000_003 + k
 
@@ -75,6 +79,8 @@ def get_args(argv=None):
                    help="path for sliding layers (all compute the same attention): tiled trains ~30x faster "
                         "than flex here, whose static-shape compile recompiles for every new micro-batch shape")
     g.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
+    g.add_argument("--data", help="draw the prompts from this GSM8K-format JSONL ({question, answer: '... #### N'}) "
+                                  "instead of generated problems; held-out evaluations are then off (use eval.py)")
     g = p.add_argument_group("rollouts (None: the preset's)")
     g.add_argument("--steps", type=COUNT, help="total optimizer steps (including resumed ones)")
     g.add_argument("--prompts-per-step", type=POSITIVE_INT, help="B: problems per step")
@@ -112,6 +118,7 @@ def get_args(argv=None):
                    help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
     g.add_argument("--format-reward", type=FINITE, default=0.0,
                    help="bonus for stopping with an extractable answer (off: correctness is the goal)")
+    add_memory_args(p, micro_batch=False)   # --micro-batch-tokens above splits the batch
     return p.parse_args(argv)
 
 
@@ -128,8 +135,19 @@ def check_args(args):
         fail(f"--lr must be positive, got {args.lr}")
     args.device = pick_device(args.device)
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
-    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init])
+    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init, args.data])
     return args
+
+
+def read_problems(path):
+    """GSM8K-format problems of --data, one line and exit 1 if it cannot be read."""
+    try:
+        rows = load_gsm8k(path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        fail(f"--data: cannot read {path} ({str(e).splitlines()[0]})")
+    if not rows:
+        fail(f"--data: no problems in {path}")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,10 +345,13 @@ def sample_metrics(judged, rewards, G):
 # ----------------------------------------------------------------------------------------------
 
 
-def step_problems(args, knobs, step):
-    """The B training problems of a step: a pure function of (seed, step), like its samples."""
-    return make_problems(args.prompts_per_step, split="train", seed=RL_SEED_BASE + args.seed * 1_000_000 + step,
-                         **knobs)
+def step_problems(args, knobs, step, data=None):
+    """The B training problems of a step (generated, or drawn from --data): a pure function of (seed, step),
+    like its samples."""
+    step_seed = RL_SEED_BASE + args.seed * 1_000_000 + step
+    if data:
+        return random.Random(step_seed).sample(data, min(args.prompts_per_step, len(data)))
+    return make_problems(args.prompts_per_step, split="train", seed=step_seed, **knobs)
 
 
 def main(argv=None):
@@ -346,19 +367,22 @@ def run(argv=None):
     args = check_args(apply_preset(args, "rl", init_meta))
     knobs = data_knobs(init_meta)
     meta = next_meta(init_meta, "rl", init=args.init, seed=args.seed, lr=args.lr,
-                     prompts_per_step=args.prompts_per_step, group_size=args.group_size)
+                     prompts_per_step=args.prompts_per_step, group_size=args.group_size,
+                     **({"data_file": args.data} if args.data else {}))   # the default record stays as it was
     eos, G, cuda = enc.eot_token, args.group_size, args.device.startswith("cuda")
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
+    model = apply_memory_args(model, args)
     # variant: the initial policy, frozen, as the reference of the KL term
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                             weight_decay=args.weight_decay)
     start = resume(args, meta, model, opt)
     svg = os.path.splitext(args.out)[0] + ".svg"
-    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every else []
-    check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start))
+    data = read_problems(args.data) if args.data else None
+    val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every and not data else []
+    check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start, data))
     log_file = open_metrics(args.metrics, start)
 
     def log(row):
@@ -390,7 +414,7 @@ def run(argv=None):
     for step in bar:
         t0 = time.time()
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
-        problems = step_problems(args, knobs, step)
+        problems = step_problems(args, knobs, step, data)
         check_room(args.init, model.config.max_seq_len, enc, problems)
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
         n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))

@@ -6,6 +6,7 @@ The checkpoint keeps its own attention: an SA base stays SA, a converted SWA mod
     python sft.py --init runs/default/swa.pt  --out runs/default/sft_swa.pt   # same data and settings
     python sft.py --init runs/default/swa.pt  --out wf_only.pt --window-friendly-frac 1   # data for the window
     python sft.py --init runs/default/swa.pt  --out distilled.pt --data samples.jsonl     # a file of solutions
+    python sft.py --init swa.pt --out sft.pt --data ../shared/data/gsm8k/train.jsonl     # GSM8K-format
 
 Settings come from the presets table (the preset --init was made with) and the data record of
 --init (the generator knobs, the window among them), never from the attention of --init, so SA
@@ -22,6 +23,7 @@ import torch
 
 from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, check_room, data_knobs,
                     fail, load, next_meta, read_jsonl)
+from data.gsm8k import load_gsm8k
 from data.tokenizer import encode_example
 from eval import evaluate
 from pretrain import add_train_args, batch_at, check_train_args, evaluate_loss, generate_problems, train
@@ -48,7 +50,14 @@ def sft_rows(enc, problems, max_len):
 
 
 def read_solutions(path):
-    """A JSONL file of {"question", "solution"} records (distill.py writes them)."""
+    """A JSONL file of {"question", "solution"} records (distill.py writes them), or GSM8K's
+    {"question", "answer": "... #### N"} (data/gsm8k.py: the worked answer is the solution)."""
+    rows = read_jsonl(path, "--data")
+    if "solution" not in rows[0] and "answer" in rows[0]:
+        try:
+            return load_gsm8k(path)
+        except ValueError as e:
+            fail(f"--data: {str(e).splitlines()[0]}")
     return read_jsonl(path, "--data", need=("question", "solution"))
 
 
@@ -66,7 +75,8 @@ def main():
     g.add_argument("--n-val", type=POSITIVE_INT, help="held-out problems for loss and greedy accuracy")
     g.add_argument("--window-friendly-frac", type=FRACTION,
                    help="share of window-friendly solutions (default: as --init was trained)")
-    g.add_argument("--data", help="train on this JSONL of question/solution records instead of generated ones")
+    g.add_argument("--data", help="train on this JSONL of question/solution (or GSM8K question/answer) records instead of "
+                        "generated ones")
     add_train_args(ap)
     args = ap.parse_args()
     model, enc, init_meta = load(args.init)

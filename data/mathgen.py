@@ -654,7 +654,7 @@ def split_of(question):
     return SPLITS[hashlib.blake2b(question.encode(), digest_size=8).digest()[0] % 3]
 
 
-def _check_kinds(kinds):
+def check_kinds(kinds):
     """A kinds knob must name kinds of the table and leave a start ("has"), an event and a question."""
     kinds = tuple(kinds)
     bad = sorted(set(kinds) - set(KINDS))
@@ -677,7 +677,7 @@ def make_problems(n, split="train", seed=0, **knobs):
         raise TypeError(f"unknown knobs: {sorted(bad)}")
     kn = {**DEFAULT_KNOBS, **knobs}
     if kn["kinds"] is not None:
-        kn["kinds"] = _check_kinds(kn["kinds"])
+        kn["kinds"] = check_kinds(kn["kinds"])
     out, i = [], 0
     while len(out) < n:
         # one RNG per problem, seeded from the split's own stream, so records do not depend on n

@@ -32,8 +32,12 @@ PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[
 CORPUS_KNOBS = dict(n=3000, split="train", seed=31337, window_friendly_frac=0.5)  # what the default is trained on
 
 
-def load_tokenizer(path=None):
-    """tiktoken.Encoding from a rank file (default: the committed data/tokenizer.tiktoken)."""
+def load_tokenizer(path=None, prompt_format="plain"):
+    """tiktoken.Encoding from a rank file (default: the committed data/tokenizer.tiktoken), or from a
+    Hugging Face tokenizer.json (hf.py), which brings its prompt format (plain or chat) along."""
+    if path and path.endswith(".json"):
+        from hf import hf_encoding
+        return hf_encoding(path, prompt_format)
     path = path or DEFAULT_PATH
     # Same format as tiktoken.load.load_tiktoken_bpe, parsed here because that function caches
     # files by path in a temp dir and would keep returning stale ranks after a retrain.
@@ -49,14 +53,19 @@ def load_tokenizer(path=None):
 
 
 def encode_prompt(enc, question):
-    """<|question|> question <|answer|>: the model writes the solution after this."""
+    """<|question|> question <|answer|>: the model writes the solution after this. An imported
+    tokenizer (hf.py) has its own format instead: token ids and texts around the question."""
+    template = getattr(enc, "prompt_template", None)
+    if template is not None:
+        return [i for part in template for i in ([part] if isinstance(part, int) else
+                                                  enc.encode_ordinary(part.replace("{question}", question)))]
     return [enc.encode_single_token("<|question|>")] + enc.encode_ordinary(question) + [enc.encode_single_token("<|answer|>")]
 
 
 def encode_example(enc, question, solution):
     """(ids, mask) for prompt + solution + <|endoftext|>; mask is 1 on the solution and the end token."""
     prompt = encode_prompt(enc, question)
-    sol = enc.encode_ordinary(solution) + [enc.eot_token]
+    sol = enc.encode_ordinary(getattr(enc, "answer_prefix", "") + solution) + [enc.eot_token]
     return prompt + sol, [0] * len(prompt) + [1] * len(sol)
 
 
