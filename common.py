@@ -316,6 +316,8 @@ def check_knobs(knobs, where="data knobs"):
             ok, want = is_int(v) and v >= 1, "an integer >= 1"
         elif k == "n_people":
             ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
+        elif k == "sa_prose":
+            ok, want = isinstance(v, bool), "true or false"
         elif k == "kinds":   # None (every kind) or a list the generator checks itself
             try:
                 ok, want = v is None or bool(check_kinds(v)), "null or a list of kinds"

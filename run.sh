@@ -30,8 +30,9 @@ while [ $# -gt 0 ]; do
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
 done
+source setup.sh   # PY: a Python with torch and the rest (installs what is missing, once)
 if [ -z "$preset" ]; then
-  preset=$(python3 -c "from common import default_preset; print(default_preset())")
+  preset=$("$PY" -c "from common import default_preset; print(default_preset())")
   echo "no --preset given: using '$preset' ($( [ $preset = default ] && echo CUDA found || echo no CUDA))"
 fi
 out=${out:-runs/$preset}
@@ -40,7 +41,7 @@ mkdir -p "$out"
 # The run record: the settings that made this folder. A rerun with other settings would otherwise
 # reuse the old checkpoints (and report their window as the new one), so it refuses; --force starts
 # over, removing the old stage outputs (old RL seeds would otherwise still be plotted).
-record=$(python3 -c 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' \
+record=$("$PY" -c 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' \
   preset "$preset" seed "$seed" window "${window:-preset}" sinks "$sinks" layer_pattern "$pattern" \
   wf_frac "${wf_frac:-preset}" rl_seeds "$rl_seeds")
 if [ -s "$out/run.json" ] && [ "$(cat "$out/run.json")" != "$record" ]; then
@@ -62,35 +63,35 @@ data=()
 say() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 start=$(date +%s)
 
-[ -f data/tokenizer.tiktoken ] || { say tokenizer; python3 -m data.tokenizer; }
+[ -f data/tokenizer.tiktoken ] || { say tokenizer; "$PY" -m data.tokenizer; }
 
 say "pretrain SA base"
-python3 pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
+"$PY" pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
 say "SFT of the SA model"
-python3 sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
+"$PY" sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
 # convert's outputs are the checkpoint and its report: both there, or it is done again (a kill after the
 # checkpoint used to leave convert.json empty for good); the report is renamed into place when whole
 if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; then
   say "convert to SWA (the run's window, pattern $pattern, sinks $sinks)"
-  python3 convert.py --init "$out/base.pt" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" \
+  "$PY" convert.py --init "$out/base.pt" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" \
     > "$out/convert.json.tmp$$"
   mv "$out/convert.json.tmp$$" "$out/convert.json"
   cat "$out/convert.json"
 fi
 say "SFT of the SWA model"
-python3 sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
+"$PY" sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
 
 ckpts=("$out/swa.pt" "$out/sft_sa.pt" "$out/sft_swa.pt")
 labels=(--label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT")
 for s in $rl_seeds; do
   for m in sa swa; do
     say "RL of the $m model (seed $s)"
-    python3 rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $resume
+    "$PY" rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $resume
     ckpts+=("$out/rl_${m}_s$s.pt"); labels+=(--label "$(echo $m | tr a-z A-Z) + SFT + RL (seed $s)")
   done
 done
 
 say "evaluate"
-python3 eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/results.json" --md "$out/results.md"
-python3 plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
+"$PY" eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/results.json" --md "$out/results.md"
+"$PY" plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"

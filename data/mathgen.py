@@ -51,6 +51,7 @@ DEFAULT_KNOBS = dict(
     detour_rate=0.3,           # chance that an "sa" step is followed by a re-check
     window=128,                # token window the "wf" style keeps every operand inside
     kinds=None,                # fact and question kinds allowed (None: all; e.g. only the +/- ones)
+    sa_prose=True,             # "sa" traces state a plan and explain each step (False: the computations only)
 )
 
 NAMES = ["Ava", "Ben", "Cara", "Dev", "Ella", "Finn", "Gia", "Hugo", "Iris", "Jack", "Kai", "Lena",
@@ -475,30 +476,32 @@ def _fill(rng, lines, fields):
     return [(rng.choice(t) if isinstance(t, list) else t).format(**fields) for t in lines]
 
 
-def _sa_solution(rng, blocks, names, obj, detour_rate):
+def _sa_solution(rng, blocks, names, obj, detour_rate, prose=True):
     """Steps in question order, each explained in words; the numbers a step uses are named by what
-    they are ("what Ava had before") but never restated, so most of them are far back."""
+    they are ("what Ava had before") but never restated, so most of them are far back.
+    prose=False: no plan and no explanations, only each step's computation line (shorter traces for
+    small models, whose operands still lie a small window back)."""
     o = obj[0]
     pick = rng.choice
     people = _join(names)
     goal = ASKS[blocks[-1][0][0]]["goal"].format(o=o)
-    # a plan in words (no numbers): what an unhurried writer says first, and it puts the question's
-    # numbers further back
-    out = [STYLE_MARKERS["sa"],
-           pick([f"The people in this problem are {people}, and the question asks {goal}.",
-                 f"This problem is about {people}, and I need to find {goal}."]),
-           pick([f"Each fact changes the {o} of one or more people, "
-                 "so I will track every person as the facts come.",
-                 f"I will keep track of the {o} of each person and update them fact by fact."]),
-           pick(["I will go through the facts in the order the question gives them.",
-                 "I will follow the facts in the same order as the question.",
-                 "I will take the facts one at a time, in the order they are given."]),
-           pick(["Facts that do not change the number of " + o + " do not matter here, so I skip them.",
-                 "Some facts are about other things, and those I can ignore."])]
+    out = [STYLE_MARKERS["sa"]]
+    if prose:   # a plan in words (no numbers): what an unhurried writer says first; it puts numbers further back
+        out += [pick([f"The people in this problem are {people}, and the question asks {goal}.",
+                      f"This problem is about {people}, and I need to find {goal}."]),
+                pick([f"Each fact changes the {o} of one or more people, "
+                      "so I will track every person as the facts come.",
+                      f"I will keep track of the {o} of each person and update them fact by fact."]),
+                pick(["I will go through the facts in the order the question gives them.",
+                      "I will follow the facts in the same order as the question.",
+                      "I will take the facts one at a time, in the order they are given."]),
+                pick(["Facts that do not change the number of " + o + " do not matter here, so I skip them.",
+                      "Some facts are about other things, and those I can ignore."])]
     done = []
     for f, st in blocks:
         for j, step in enumerate(st):
-            out += _fill(rng, _for_step(KINDS[f[0]]["sa"], j), _fields(f, names, obj, step))
+            lines = _for_step(KINDS[f[0]]["sa"], j)
+            out += _fill(rng, lines if prose else lines[-1:], _fields(f, names, obj, step))
             a, op, b, c, who = step
             if who != "sum":
                 done.append((a, op, b, c))
@@ -698,7 +701,7 @@ def make_problems(n, split="train", seed=0, **knobs):
         blocks = _steps(facts, ask)
         style = "wf" if rng.random() < kn["window_friendly_frac"] else "sa"
         if style == "sa":
-            solution = _sa_solution(rng, blocks, names, obj, kn["detour_rate"])
+            solution = _sa_solution(rng, blocks, names, obj, kn["detour_rate"], kn["sa_prose"])
         else:
             solution = _wf_solution(blocks, facts, names, obj, kn["window"])
         r = dict(question=question, solution=solution, answer=str(simulate(facts, ask)), style=style,

@@ -38,11 +38,12 @@ C = {
     "all_4k": cand(pretrain__steps=4000),
     "as_wf3_1k": cand(data__kinds=ADDSUB, data__window_friendly_frac=0.3),
 }
-if "--smoke" in sys.argv:
+if __name__ == "__main__" and "--smoke" in sys.argv:
     for row in C.values():
         row["pretrain"].update(steps=3, n_train=50, n_val=4, eval_every=0)
         row["sft"].update(steps=2, n_train=20, n_val=4)
         row["rl"].update(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=32, eval_every=0)
     C = dict(list(C.items())[:2])
     RL = [dict(lr=1e-4, steps=1)]
-print(json.dumps({k: {"preset": v, "rl": RL} for k, v in C.items()}, indent=1))
+if __name__ == "__main__":
+    print(json.dumps({k: {"preset": v, "rl": RL} for k, v in C.items()}, indent=1))
