@@ -93,6 +93,37 @@ def test_knobs():
     with pytest.raises(TypeError): make_problems(1, bogus=1)
 
 
+ADD_SUB = ("has", "more", "fewer", "give", "lose", "each", "total", "pair", "diff")
+
+
+def test_kinds_keeps_only_those_kinds():
+    """With only the +/- kinds, no solution line multiplies or divides (read from the text), and the
+    unfiltered knob (None) gives the very problems of the default."""
+    small = dict(window=32, n_people=2, n_events=(1, 2), distractors=(0, 0))
+    for r in make_problems(300, "train", 3, kinds=ADD_SUB, window_friendly_frac=0.5, **small):
+        ops = {op for chain, _ in re.findall(r"(\d+(?: [-+*/] \d+)+) = (\d+)", r["solution"])
+               for op in re.findall(r" ([-+*/]) ", chain)}
+        assert ops <= {"+", "-"}, r["solution"]
+        assert not re.search(r"times|twice|packs?|each of \d|split|share", r["question"]), r["question"]
+    assert make_problems(50, "test", 1, kinds=None) == make_problems(50, "test", 1)
+    for bad in (["has", "fly"], ["give", "total"], ["has", "give"]):
+        with pytest.raises(ValueError):
+            make_problems(1, kinds=bad)
+
+
+def test_sa_without_prose_is_the_computations_of_the_sa_trace():
+    """sa_prose=False keeps the question, the answer and every computation line of the "sa" trace
+    (without detours, the lines with an '=') and drops the words around them."""
+    kn = dict(window_friendly_frac=0.0, detour_rate=0.0)
+    full = make_problems(200, "train", 5, **kn)
+    terse = make_problems(200, "train", 5, sa_prose=False, **kn)
+    for a, b in zip(full, terse):
+        assert (a["question"], a["answer"]) == (b["question"], b["answer"])
+        kept = [ln for ln in a["solution"].splitlines() if " = " in ln or ln.startswith("####")]
+        assert b["solution"].splitlines() == [STYLE_MARKERS["sa"]] + kept
+        assert len(b["solution"]) < len(a["solution"])
+
+
 def test_lengths_and_far_fractions(enc):
     """The defaults: questions inside the window, sa traces far-reaching, wf traces within the window."""
     W = DEFAULT_KNOBS["window"]
