@@ -303,7 +303,7 @@ def read_jsonl(path, what="", need=()):
 def check_knobs(knobs, where="data knobs"):
     """Generator knobs (data.mathgen.DEFAULT_KNOBS) within their meaning, else one line: a range the
     generator would choke on ("empty range for randrange()") is refused before it is drawn from."""
-    from data.mathgen import DEFAULT_KNOBS, NAMES, check_kinds
+    from data.mathgen import DEFAULT_KNOBS, MAX_VALUE, NAMES, check_kinds
     unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
     if unknown:
         fail(f"{where}: unknown knobs {unknown}; known: {sorted(DEFAULT_KNOBS)}")
@@ -316,6 +316,8 @@ def check_knobs(knobs, where="data knobs"):
             ok, want = is_int(v) and v >= 1, "an integer >= 1"
         elif k == "n_people":
             ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
+        elif k == "max_value":
+            ok, want = is_int(v) and 10 <= v <= MAX_VALUE, f"an integer in [10, {MAX_VALUE}]"
         elif k == "sa_prose":
             ok, want = isinstance(v, bool), "true or false"
         elif k == "kinds":   # None (every kind) or a list the generator checks itself

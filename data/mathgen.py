@@ -52,6 +52,7 @@ DEFAULT_KNOBS = dict(
     window=128,                # token window the "wf" style keeps every operand inside
     kinds=None,                # fact and question kinds allowed (None: all; e.g. only the +/- ones)
     sa_prose=True,             # "sa" traces state a plan and explain each step (False: the computations only)
+    max_value=MAX_VALUE,       # every amount a person has stays <= this (smaller: easier arithmetic)
 )
 
 NAMES = ["Ava", "Ben", "Cara", "Dev", "Ella", "Finn", "Gia", "Hugo", "Iris", "Jack", "Kai", "Lena",
@@ -359,9 +360,10 @@ def _join(xs):
 
 # ----------------------------------------------------------------------------- sampling the facts
 
-def _sample_facts(rng, n_people, n_events, kinds=None):
+def _sample_facts(rng, n_people, n_events, kinds=None, max_value=MAX_VALUE):
     """Facts in question order; the amounts are tracked while sampling so every event is valid.
-    kinds: the allowed kinds (None: all; filtering keeps the draws of the unfiltered table)."""
+    kinds: the allowed kinds (None: all; filtering keeps the draws of the unfiltered table).
+    Returns (facts, None) when no problem fits the knobs with these draws: the caller resamples."""
     ok = (lambda kind: True) if kinds is None else (lambda kind: kind in kinds)
     relative = [kind for kind in ("times", "more", "fewer") if ok(kind)]
     vals, facts = {}, []
@@ -370,9 +372,15 @@ def _sample_facts(rng, n_people, n_events, kinds=None):
         q = rng.randrange(p) if p else 0
         facts.append(FACTS[kind]["start"](rng, vals, p, q))
         vals = _apply(vals, facts[-1])
+    if max(vals.values()) > max_value:
+        return facts, None
     events = [kind for kind in FACTS if "event" in FACTS[kind] and ok(kind)]  # table order fixes the draws
     weights = [FACTS[kind]["weight"] for kind in events]
+    tries = 0
     while len(facts) < n_people + n_events:
+        tries += 1
+        if tries > 1000:   # no valid event left (a small max_value, many people): give up on these draws
+            return facts, None
         kind = rng.choices(events, weights)[0]
         p = rng.randrange(n_people)  # drawn for every kind, "each" too, so the problems stay as they were
         fact = FACTS[kind]["event"](rng, vals, p, n_people)
@@ -380,7 +388,7 @@ def _sample_facts(rng, n_people, n_events, kinds=None):
         if fact is None or fact == facts[-1] or (kind == "each" and any(f[0] == "each" for f in facts)):
             continue
         new = _apply(vals, fact)
-        if max(new.values()) <= MAX_VALUE:
+        if max(new.values()) <= max_value:
             facts.append(fact)
             vals = new
     # the question: the last fact, also "simulated"
@@ -672,7 +680,7 @@ def check_kinds(kinds):
 def make_problems(n, split="train", seed=0, **knobs):
     """n verified problems of `split` (deterministic in split, seed and knobs).
     Knobs (see DEFAULT_KNOBS): window_friendly_frac, n_people, n_events, distractors, detour_rate, window,
-    kinds.
+    kinds, sa_prose, max_value.
     Each record: question, solution, answer (str), style ("sa"|"wf"), n_steps, id."""
     assert split in SPLITS, split
     bad = set(knobs) - set(DEFAULT_KNOBS)
@@ -688,7 +696,8 @@ def make_problems(n, split="train", seed=0, **knobs):
         i += 1
         names = rng.sample(NAMES, kn["n_people"])
         obj = rng.choice(OBJECTS)
-        facts, ask = _sample_facts(rng, kn["n_people"], _pick(rng, kn["n_events"]), kn["kinds"])
+        facts, ask = _sample_facts(rng, kn["n_people"], _pick(rng, kn["n_events"]), kn["kinds"],
+                                   kn["max_value"])
         if ask is None:
             continue
         question, facts_said = _render_question(rng, facts, ask, names, obj, _pick(rng, kn["distractors"]))

@@ -124,6 +124,16 @@ def test_sa_without_prose_is_the_computations_of_the_sa_trace():
         assert len(b["solution"]) < len(a["solution"])
 
 
+def test_max_value_caps_every_amount():
+    """max_value=20: every number of the question (no distractors: their numbers are no amounts) and every
+    amount a step finds (all but the final question's sum) is at most 20, read from the text."""
+    for r in make_problems(300, "val", 4, max_value=20, window_friendly_frac=0.5, kinds=ADD_SUB, distractors=0):
+        assert max(map(int, re.findall(r"\d+", r["question"]))) <= 20, r["question"]
+        lines = [ln for ln in r["solution"].splitlines() if " = " in ln]
+        for ln in lines[:-1]:
+            assert max(map(int, re.findall(r"\d+", ln))) <= 20, r["solution"]
+
+
 def test_lengths_and_far_fractions(enc):
     """The defaults: questions inside the window, sa traces far-reaching, wf traces within the window."""
     W = DEFAULT_KNOBS["window"]
