@@ -59,8 +59,9 @@ def main():
 
     def evaluate(name, tag, ckpts):
         d = os.path.join(out, name)
-        run(name, tag, "eval.py", "--ckpt", *ckpts, "--n", os.environ.get("EVAL_N", "300"), "--k", "2", "--no-progress",
-            "--batch-size", os.environ.get("EVAL_N", "300"), "--json", f"{d}/{tag}.json")
+        n = os.environ.get("EVAL_N", "300")   # test problems (a smoke run on a CPU takes fewer)
+        run(name, tag, "eval.py", "--ckpt", *ckpts, "--n", n, "--k", "2", "--no-progress", "--batch-size", n,
+            "--json", f"{d}/{tag}.json")
         rows = json.load(open(f"{d}/{tag}.json"))
         with lock, open(f"{out}/summary.jsonl", "a") as f:
             f.write(json.dumps({"name": name, "tag": tag, "rows": rows}) + "\n")
