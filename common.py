@@ -48,6 +48,19 @@ PRESETS = {
                 eval_n=16),
         eval=dict(n=48, k=2, max_new_tokens=256, batch_size=64),
     ),
+    # a candidate for the CPU preset (issue 13): the task scaled down (window 32, 2 people, +/- facts only,
+    # amounts <= 20, "sa" traces without prose) and a 0.65M-parameter model; measured on 2 CPU cores
+    # (README): SA + SFT 25.7%, SWA + SFT 0.7% after 16 minutes; its RL stage is not measured yet
+    "cpu": dict(
+        model=dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, max_seq_len=384),
+        data=dict(window=32, n_people=2, n_events=(1, 2), distractors=(0, 0), sa_prose=False, max_value=20,
+                  kinds=("has", "more", "fewer", "give", "lose", "each", "total", "pair", "diff")),
+        pretrain=dict(steps=1000, batch_size=32, lr=4e-3, warmup=30, n_train=30000, n_val=64, eval_every=100),
+        sft=dict(steps=100, batch_size=8, lr=1e-3, warmup=10, n_train=1000, n_val=64, eval_every=0),
+        rl=dict(steps=20, prompts_per_step=8, group_size=4, max_new_tokens=320, lr=1e-4, eval_every=10,
+                eval_n=32),
+        eval=dict(n=300, k=2, max_new_tokens=None, batch_size=300),
+    ),
     "default": dict(
         model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
         data=dict(window=128),
