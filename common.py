@@ -50,7 +50,7 @@ PRESETS = {
     ),
     # a candidate for the CPU preset (issue 13): the task scaled down (window 32, 2 people, +/- facts only,
     # amounts <= 20, "sa" traces without prose) and a 0.65M-parameter model; measured on 2 CPU cores
-    # (README): SA + SFT 25.7%, SWA + SFT 0.7% after 16 minutes; its RL stage is not measured yet
+    # (README): SA + SFT 25.7%, SWA + SFT 0.7% after 16 minutes; RL (1 minute) does not close the gap yet
     "cpu": dict(
         model=dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, max_seq_len=384),
         data=dict(window=32, n_people=2, n_events=(1, 2), distractors=(0, 0), sa_prose=False, max_value=20,
