@@ -22,7 +22,6 @@ The solution comes in one of two styles, decided by its very first line (see STY
 Because the first line fixes the style, the style is a choice the model samples at its first
 line, which on-policy RL under sliding-window attention can shift.
 """
-import argparse
 import functools
 import hashlib
 import json
