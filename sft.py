@@ -58,7 +58,10 @@ def read_solutions(path):
             return load_gsm8k(path)
         except ValueError as e:
             fail(f"--data: {str(e).splitlines()[0]}")
-    return read_jsonl(path, "--data", need=("question", "solution"))
+    bad = [n for n, r in enumerate(rows, 1) if not {"question", "solution"} <= set(r)]
+    if bad:
+        fail(f"--data: {path}: record {bad[0]}: expected a JSON object with question, solution")
+    return rows
 
 
 def greedy_accuracy(model, enc, problems):

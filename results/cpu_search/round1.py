@@ -15,8 +15,9 @@ BASE = dict(
 )
 
 
-def cand(**over):
-    row = copy.deepcopy(BASE)
+def cand(base=BASE, **over):
+    """A copy of `base` with section__key=value overrides."""
+    row = copy.deepcopy(base)
     for key, v in over.items():
         sec, k = key.split("__")
         row[sec][k] = v

@@ -8,8 +8,10 @@ Run on the device as ONE call, nothing else beside it, and bring the results bac
     python results/cpu_search/search.py runs/c2.json runs/s2 --jobs 12 --minutes 8
     tar czf $OUT/s2.tgz runs/s2/summary.jsonl runs/s2/*/*.json runs/s2/*/*.jsonl"""
 import copy
+import functools
 import json
 
+import round1
 from round1 import ADDSUB, BASE, RL
 
 BASE = copy.deepcopy(BASE)
@@ -19,12 +21,7 @@ BASE["pretrain"].update(batch_size=32, steps=500, warmup=30, eval_every=100, n_t
 BASE["rl"]["max_new_tokens"] = 320
 
 
-def cand(**over):
-    row = copy.deepcopy(BASE)
-    for key, v in over.items():
-        sec, k = key.split("__")
-        row[sec][k] = v
-    return row
+cand = functools.partial(round1.cand, BASE)
 
 
 C = {
