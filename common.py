@@ -28,9 +28,11 @@ import torch
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # One row per preset; a script reads its own section and the shared `model` and `data` ones.
-# smoke: CI's seconds-long check of the plumbing. tiny: a CPU run. default: ~10M parameters, one GPU.
+# smoke: CI's seconds-long check of the plumbing. tiny: a CPU pipeline check. cpu: the finding on a laptop.
+# default: ~10M parameters, one GPU. expect: how long `bash run.sh --preset NAME` takes, as measured (README).
 PRESETS = {
     "smoke": dict(
+        expect="seconds",
         model=dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=3, batch_size=2, lr=3e-3, warmup=1, n_train=20, n_val=4, eval_every=0),
@@ -40,6 +42,7 @@ PRESETS = {
         eval=dict(n=4, k=2, max_new_tokens=48, batch_size=64),
     ),
     "tiny": dict(
+        expect="about 1.5 minutes on 2 CPU cores",
         model=dict(n_layer=2, n_head=2, n_kv_head=1, n_embd=64, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=100, batch_size=8, lr=3e-3, warmup=10, n_train=800, n_val=16, eval_every=50),
@@ -48,20 +51,21 @@ PRESETS = {
                 eval_n=16),
         eval=dict(n=48, k=2, max_new_tokens=256, batch_size=64),
     ),
-    # a candidate for the CPU preset (issue 13): the task scaled down (window 32, 2 people, +/- facts only,
-    # amounts <= 20, "sa" traces without prose) and a 0.65M-parameter model; measured on 2 CPU cores
-    # (README): SA + SFT 25.7%, SWA + SFT 0.7% after 16 minutes; RL (1 minute) does not close the gap yet
+    # the laptop preset (issue 13): the task scaled down with the model (window 64, 2 people, one event,
+    # +/- facts, amounts <= 20, "sa" traces as a plan then the computations) and a 0.65M-parameter model
     "cpu": dict(
-        model=dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, max_seq_len=384),
-        data=dict(window=32, n_people=2, n_events=(1, 2), distractors=(0, 0), sa_prose=False, max_value=20,
-                  kinds=("has", "more", "fewer", "give", "lose", "each", "total", "pair", "diff")),
-        pretrain=dict(steps=1000, batch_size=32, lr=4e-3, warmup=30, n_train=30000, n_val=64, eval_every=100),
+        expect="about 20 minutes on 2 CPU cores",
+        model=dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, max_seq_len=256),
+        data=dict(window=64, n_people=2, n_events=(1, 1), distractors=(0, 0), detour_rate=0.0, sa_prose="plan",
+                  max_value=20, kinds=("has", "more", "fewer", "give", "lose", "each", "total", "pair", "diff")),
+        pretrain=dict(steps=1700, batch_size=32, lr=3e-3, warmup=30, n_train=30000, n_val=64, eval_every=250),
         sft=dict(steps=100, batch_size=8, lr=1e-3, warmup=10, n_train=1000, n_val=64, eval_every=0),
-        rl=dict(steps=20, prompts_per_step=8, group_size=4, max_new_tokens=320, lr=1e-4, eval_every=10,
+        rl=dict(steps=20, prompts_per_step=8, group_size=4, max_new_tokens=192, lr=2e-4, eval_every=10,
                 eval_n=32),
         eval=dict(n=300, k=2, max_new_tokens=None, batch_size=300),
     ),
     "default": dict(
+        expect="about 6 minutes on one H100",
         model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=3000, batch_size=64, lr=2e-3, warmup=100, n_train=60000, n_val=256,
@@ -75,7 +79,7 @@ PRESETS = {
 
 
 def default_preset():
-    return "default" if torch.cuda.is_available() else "tiny"
+    return "default" if torch.cuda.is_available() else "cpu"
 
 
 def apply_preset(args, section, meta=None):
@@ -93,7 +97,7 @@ def apply_preset(args, section, meta=None):
 def add_preset_arg(ap):
     ap.add_argument("--preset", choices=sorted(PRESETS),
                     help="row of the presets table (default: the one --init was made with; without one, "
-                         "default on a GPU and tiny on a CPU)")
+                         "default on a GPU and cpu on a CPU)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,7 +336,7 @@ def check_knobs(knobs, where="data knobs"):
         elif k == "max_value":
             ok, want = is_int(v) and 10 <= v <= MAX_VALUE, f"an integer in [10, {MAX_VALUE}]"
         elif k == "sa_prose":
-            ok, want = isinstance(v, bool), "true or false"
+            ok, want = isinstance(v, bool) or v == "plan", 'true, false or "plan"'
         elif k == "kinds":   # None (every kind) or a list the generator checks itself
             try:
                 ok, want = v is None or bool(check_kinds(v)), "null or a list of kinds"
@@ -400,7 +404,12 @@ def data_knobs(meta):
 
 
 def next_meta(meta, stage, **record):
-    """The record a stage passes on: its input's, without that stage's progress, plus a history entry."""
+    """The record a stage passes on: its input's, without that stage's progress, plus a history entry.
+    An unfinished input (a run stopped mid-way, train_state kept) is refused: building on it by mistake
+    would quietly give a weaker model."""
+    if meta.get("train_state"):
+        fail(f"{record.get('init', 'the input')} is an unfinished {meta.get('stage', 'training')} run "
+             f"(step {meta.get('step')}); finish it with --resume first")
     out = {k: v for k, v in meta.items() if k not in ("step", "train_state")}
     out["stage"] = stage
     out["history"] = list(meta.get("history", [])) + [{"stage": stage, **record}]

@@ -21,6 +21,13 @@ STEP = re.compile(rb"(\d+(?:\.\d+)?(?:\s*(?:[-+*/x]|\xc3\x97|\xc3\xb7)\s*\d+(?:\
 
 def dependency_distances(tokens, enc):
     """list[int]: one distance per operand that occurs earlier in the trace (see module docstring)."""
+    return [d for _, d in operand_positions(tokens, enc)]
+
+
+def operand_positions(tokens, enc, every_number=False):
+    """[(index of the operand's first token, distance)] for the operands of dependency_distances; with
+    every_number, for every number of the solution that occurs earlier but a step's result (the copies
+    a trace makes too, such as a window-friendly list restating the question)."""
     pieces = [enc.decode_single_token_bytes(t) for t in tokens]
     starts, pos = [], 0  # byte offset where each token starts
     for p in pieces:
@@ -32,7 +39,7 @@ def dependency_distances(tokens, enc):
     answer = enc.encode_single_token("<|answer|>") if "<|answer|>" in enc.special_tokens_set else None
     sol_start = starts[tokens.index(answer)] if answer in tokens else 0
     nums = [(m.start(), m.group()) for m in NUM.finditer(text)]
-    last_seen, dists = {}, []
+    last_seen, out = {}, []
     # walk the numbers left to right, remembering where each value was last seen; an operand's
     # distance is taken before it updates last_seen, so "most recent earlier occurrence" holds
     operand_at = set()
@@ -40,10 +47,12 @@ def dependency_distances(tokens, enc):
         for n in NUM.finditer(m.group(1)):
             operand_at.add(m.start(1) + n.start())
     for start, val in nums:
-        if start in operand_at and val in last_seen:
-            dists.append(tok_at[start] - tok_at[last_seen[val]])
+        result = text[max(0, start - 3):start].rstrip().endswith(b"=")   # what a step computes, no copy
+        wanted = start >= sol_start and not result if every_number else start in operand_at
+        if wanted and val in last_seen:
+            out.append((tok_at[start], tok_at[start] - tok_at[last_seen[val]]))
         last_seen[val] = start
-    return dists
+    return out
 
 
 def far_fraction(distances, window):

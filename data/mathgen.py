@@ -50,7 +50,8 @@ DEFAULT_KNOBS = dict(
     detour_rate=0.3,           # chance that an "sa" step is followed by a re-check
     window=128,                # token window the "wf" style keeps every operand inside
     kinds=None,                # fact and question kinds allowed (None: all; e.g. only the +/- ones)
-    sa_prose=True,             # "sa" traces state a plan and explain each step (False: the computations only)
+    sa_prose=True,             # "sa" traces state a plan and explain each step (False: the computations
+                               # only; "plan": the plan, then the computations)
     max_value=MAX_VALUE,       # every amount a person has stays <= this (smaller: easier arithmetic)
 )
 
@@ -487,13 +488,15 @@ def _sa_solution(rng, blocks, names, obj, detour_rate, prose=True):
     """Steps in question order, each explained in words; the numbers a step uses are named by what
     they are ("what Ava had before") but never restated, so most of them are far back.
     prose=False: no plan and no explanations, only each step's computation line (shorter traces for
-    small models, whose operands still lie a small window back)."""
+    small models, whose operands still lie a small window back). prose="plan": the plan, then only the
+    computation lines: half the length of the full trace, and the plan still puts the question's
+    numbers ~70 tokens back (far, for the small windows of the CPU preset)."""
     o = obj[0]
     pick = rng.choice
     people = _join(names)
     goal = ASKS[blocks[-1][0][0]]["goal"].format(o=o)
     out = [STYLE_MARKERS["sa"]]
-    if prose:   # a plan in words (no numbers): what an unhurried writer says first; it puts numbers further back
+    if prose in (True, "plan"):   # a plan in words (no numbers): what an unhurried writer says first; it puts numbers further back
         out += [pick([f"The people in this problem are {people}, and the question asks {goal}.",
                       f"This problem is about {people}, and I need to find {goal}."]),
                 pick([f"Each fact changes the {o} of one or more people, "
@@ -508,7 +511,7 @@ def _sa_solution(rng, blocks, names, obj, detour_rate, prose=True):
     for f, st in blocks:
         for j, step in enumerate(st):
             lines = _for_step(KINDS[f[0]]["sa"], j)
-            out += _fill(rng, lines if prose else lines[-1:], _fields(f, names, obj, step))
+            out += _fill(rng, lines if prose is True else lines[-1:], _fields(f, names, obj, step))
             a, op, b, c, who = step
             if who != "sum":
                 done.append((a, op, b, c))

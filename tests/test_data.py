@@ -5,7 +5,9 @@ import re
 
 import pytest
 
-from data.deps import dependency_distances, far_fraction
+from common import PRESETS
+
+from data.deps import dependency_distances, far_fraction, operand_positions
 from data.gsm8k import load_gsm8k
 from data.mathgen import (DEFAULT_KNOBS, MAX_QUESTION, QUESTION_MARGIN, STYLE_MARKERS, approx_tokens,
                           make_problems, solution_style)
@@ -124,6 +126,19 @@ def test_sa_without_prose_is_the_computations_of_the_sa_trace():
         assert len(b["solution"]) < len(a["solution"])
 
 
+def test_sa_plan_is_the_plan_then_the_computations():
+    """sa_prose="plan" keeps the full trace's plan (its 4 lines after the style line) and then only the
+    computation lines, as sa_prose=False does."""
+    kn = dict(window_friendly_frac=0.0, detour_rate=0.0)
+    full = make_problems(200, "train", 5, **kn)
+    plan = make_problems(200, "train", 5, sa_prose="plan", **kn)
+    for a, b in zip(full, plan):
+        assert (a["question"], a["answer"]) == (b["question"], b["answer"])
+        lines = a["solution"].splitlines()
+        kept = [ln for ln in lines if " = " in ln or ln.startswith("####")]
+        assert b["solution"].splitlines() == lines[:5] + kept
+
+
 def test_max_value_caps_every_amount():
     """max_value=20: every number of the question (no distractors: their numbers are no amounts) and every
     amount a step finds (all but the final question's sum) is at most 20, read from the text."""
@@ -162,6 +177,32 @@ def test_wf_traces_are_written_for_the_window(enc, window, knobs):
     for r in make_problems(30, seed=2, window_friendly_frac=1.0, window=window, **knobs):
         ids, _ = encode_example(enc, r["question"], r["solution"])
         assert max(dependency_distances(ids, enc), default=0) <= window, r["solution"]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_number_a_wf_trace_copies_is_within_the_window(enc, preset):
+    """Not only the operands of its steps: the lists that restate the question too. A window shorter
+    than the question plus the style line breaks this (the W=32 CPU candidate: 54% of the copies were
+    beyond it), and then a sliding-window model cannot write the window-friendly traces at all."""
+    knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in PRESETS[preset]["data"].items()}
+    for r in make_problems(100, "val", 3, **{**knobs, "window_friendly_frac": 1.0}):
+        ids, _ = encode_example(enc, r["question"], r["solution"])
+        assert max(d for _, d in operand_positions(ids, enc, every_number=True)) <= knobs["window"], r["solution"]
+
+
+def test_operand_positions_hand_made(enc):
+    """The token each distance is measured from, and the copies every_number adds, on a trace written
+    here: 'Ann has 7' ... 'Still need: Ann has 7.' ... '7 + 5 = 12'."""
+    q, sol = "Ann has 7 pens. Bo has 5 pens. How many pens do they have?", "Still need: Ann has 7.\nSo 7 + 5 = 12.\n#### 12"
+    ids, _ = encode_example(enc, q, sol)
+    text = [enc.decode([t]) for t in ids]
+    ops = operand_positions(ids, enc)
+    copies = operand_positions(ids, enc, every_number=True)
+    assert [text[i].strip() for i, _ in ops] == ["7", "5"]
+    assert [d for _, d in ops] == dependency_distances(ids, enc)
+    assert [text[i].strip() for i, _ in copies] == ["7", "7", "5", "1"]   # the list's 7, the step's, then "#### 12" (digits are tokens)
+    for i, d in copies:
+        assert text[i - d].strip() == text[i].strip()
 
 
 def test_questions_fit_the_window():

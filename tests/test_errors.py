@@ -20,13 +20,13 @@ from model import GPT, GPTConfig, save_checkpoint
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0   # chmod does not stop root: no read-only case then
 
 
-def checkpoint(path, vocab=None, max_seq_len=1024, tokenizer="data/tokenizer.tiktoken", stage="sft"):
+def checkpoint(path, vocab=None, max_seq_len=1024, tokenizer="data/tokenizer.tiktoken", stage="sft", **unfinished):
     """A smoke-preset checkpoint with random weights and the given flaws."""
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=vocab or load_tokenizer().n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32,
                     max_seq_len=max_seq_len)
     save_checkpoint(str(path), GPT(cfg), stage=stage, preset="smoke", tokenizer=tokenizer, data={"window": 128},
-                    history=[{"stage": stage}])
+                    history=[{"stage": stage}], **unfinished)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def files(tmp_path_factory):
     """Every input a case needs, made once; each case runs in a copy of it (`folder`)."""
     d = tmp_path_factory.mktemp("inputs")
     checkpoint(d / "a.pt")
+    checkpoint(d / "half.pt", step=3, train_state={"step": 3})               # a run stopped mid-way
     checkpoint(d / "short.pt", max_seq_len=32)                              # too short for the task
     checkpoint(d / "notok.pt", tokenizer=str(d / "gone.tiktoken"))          # its tokenizer is missing
     checkpoint(d / "badtok.pt", tokenizer=str(d / "a.pt"))                  # its tokenizer is no tokenizer
@@ -130,6 +131,10 @@ CASES = [
     ("pretrain", ["--out", "junk.pt", "--resume", *SMOKE], "not a readable checkpoint"),
     ("pretrain", ["--out", "a.pt", "--resume", *SMOKE], "not a pretrain run"),
     ("sft", ["--init", "a.pt", "--out", "junk.pt", "--resume", *CPU], "not a readable checkpoint"),
+    # an unfinished run as the input of the next stage
+    ("convert", ["--init", "half.pt", "--out", "b.pt", "--n-val", "0", *CPU], "half.pt is an unfinished sft run (step 3)"),
+    ("sft", ["--init", "half.pt", "--out", "b.pt", *CPU], "finish it with --resume first"),
+    ("rl", ["--init", "half.pt", "--out", "b.pt", *CPU], "half.pt is an unfinished sft run"),
     # values: refused where typed
     ("pretrain", ["--out", "b.pt", "--lr", "nan", *SMOKE], "must be finite"),
     ("pretrain", ["--out", "b.pt", "--lr", "inf", *SMOKE], "must be finite"),
