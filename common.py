@@ -54,7 +54,7 @@ PRESETS = {
     # the laptop preset (issue 13): the task scaled down with the model (window 64, 2 people, one event,
     # +/- facts, amounts <= 20, "sa" traces as a plan then the computations) and a 0.65M-parameter model
     "cpu": dict(
-        expect="about 20 minutes on 2 CPU cores",
+        expect="about 16 minutes on 2 CPU cores",
         model=dict(n_layer=2, n_head=4, n_kv_head=2, n_embd=128, max_seq_len=256),
         data=dict(window=64, n_people=2, n_events=(1, 1), distractors=(0, 0), detour_rate=0.0, sa_prose="plan",
                   max_value=20, kinds=("has", "more", "fewer", "give", "lose", "each", "total", "pair", "diff")),

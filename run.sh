@@ -4,13 +4,14 @@
 #   convert the base to SWA -> SFT it (same data, steps, hyperparameters)
 #   GRPO both (same settings) -> eval.py on all of them and on the converted model before SFT
 #
-#   bash run.sh [--preset smoke|tiny|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
+#   bash run.sh [--preset smoke|tiny|cpu|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
 #               [--sinks N] [--layer-pattern S] [--wf-frac F] [--out runs/NAME] [--force]
 #
 # Every setting comes from one row of the presets table (common.py); without --preset, default
-# when CUDA is available, tiny otherwise. --window and --wf-frac go to pretraining and flow from
-# there through every checkpoint's data record (convert, SFT, RL and eval read them there). Each
-# stage skips work whose finished output exists (training stages resume a partial one), unless --force.
+# when CUDA is available, cpu otherwise; the row's expected time is printed first. --window and
+# --wf-frac go to pretraining and flow from there through every checkpoint's data record (convert,
+# SFT, RL and eval read them there). Each stage skips work whose finished output exists (training
+# stages resume a partial one), unless --force.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --rl-seeds) rl_seeds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
 done
@@ -35,6 +36,9 @@ if [ -z "$preset" ]; then
   preset=$("$PY" -c "from common import default_preset; print(default_preset())")
   echo "no --preset given: using '$preset' ($( [ $preset = default ] && echo CUDA found || echo no CUDA))"
 fi
+expect=$("$PY" -c "import common, sys; print(common.PRESETS[sys.argv[1]].get('expect', 'unknown'))" "$preset") \
+  || { echo "error: unknown preset '$preset'" >&2; exit 1; }
+echo "preset '$preset': the whole recipe takes $expect"
 out=${out:-runs/$preset}
 rl_seeds=${rl_seeds:-$seed}
 mkdir -p "$out"
