@@ -348,6 +348,11 @@ def check_knobs(knobs, where="data knobs"):
             want = "N or [LO, HI] with 0 <= LO <= HI"
         if not ok:
             fail(f"{where}: {k} must be {want}, got {json.dumps(v)}")
+    from data.mathgen import make_problems
+    try:   # each value in range, yet together they may admit no problem (long questions, a small window)
+        make_problems(1, **{k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()})
+    except ValueError as e:
+        fail(f"{where}: {e}")
     return knobs
 
 

@@ -693,6 +693,9 @@ def make_problems(n, split="train", seed=0, **knobs):
         kn["kinds"] = check_kinds(kn["kinds"])
     out, i = [], 0
     while len(out) < n:
+        if i >= 1000 * (len(out) + 1):   # fewer than 1 in 1000 draws kept: these knobs admit (almost) none
+            raise ValueError(f"these knobs give almost no problem that fits (kept {len(out)} of {i} drawn): "
+                             "fewer people, events or distractors, or a larger window")
         # one RNG per problem, seeded from the split's own stream, so records do not depend on n
         rng = random.Random(f"swarr-mathgen/{split}/{seed}/{i}")
         i += 1
