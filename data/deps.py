@@ -47,8 +47,10 @@ def operand_positions(tokens, enc, every_number=False):
         for n in NUM.finditer(m.group(1)):
             operand_at.add(m.start(1) + n.start())
     for start, val in nums:
-        result = text[max(0, start - 3):start].rstrip().endswith(b"=")   # what a step computes, no copy
-        wanted = start >= sol_start and not result if every_number else start in operand_at
+        if every_number:   # a number after "=" is what a step computes, not a copy
+            wanted = start >= sol_start and not text[max(0, start - 3):start].rstrip().endswith(b"=")
+        else:
+            wanted = start in operand_at
         if wanted and val in last_seen:
             out.append((tok_at[start], tok_at[start] - tok_at[last_seen[val]]))
         last_seen[val] = start

@@ -184,7 +184,7 @@ def test_every_number_a_wf_trace_copies_is_within_the_window(enc, preset):
     """Not only the operands of its steps: the lists that restate the question too. A window shorter
     than the question plus the style line breaks this (the W=32 CPU candidate: 54% of the copies were
     beyond it), and then a sliding-window model cannot write the window-friendly traces at all."""
-    knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in PRESETS[preset]["data"].items()}
+    knobs = PRESETS[preset]["data"]
     for r in make_problems(100, "val", 3, **{**knobs, "window_friendly_frac": 1.0}):
         ids, _ = encode_example(enc, r["question"], r["solution"])
         assert max(d for _, d in operand_positions(ids, enc, every_number=True)) <= knobs["window"], r["solution"]

@@ -39,12 +39,19 @@ C = {
     "all_4k": cand(pretrain__steps=4000),
     "as_wf3_1k": cand(data__kinds=ADDSUB, data__window_friendly_frac=0.3),
 }
-if __name__ == "__main__" and "--smoke" in sys.argv:
-    for row in C.values():
+
+
+def smoke(cands):
+    """Two of the candidates, seconds-long (--smoke: a check of the search's plumbing), and their RL list."""
+    cands = dict(list(cands.items())[:2])
+    for row in cands.values():
         row["pretrain"].update(steps=3, n_train=50, n_val=4, eval_every=0)
         row["sft"].update(steps=2, n_train=20, n_val=4)
         row["rl"].update(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=32, eval_every=0)
-    C = dict(list(C.items())[:2])
-    RL = [dict(lr=1e-4, steps=1)]
+    return cands, [dict(lr=1e-4, steps=1)]
+
+
+if __name__ == "__main__" and "--smoke" in sys.argv:
+    C, RL = smoke(C)
 if __name__ == "__main__":
     print(json.dumps({k: {"preset": v, "rl": RL} for k, v in C.items()}, indent=1))

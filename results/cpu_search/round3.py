@@ -36,10 +36,5 @@ C = {
     "p64_b64": cand(pretrain__batch_size=64, pretrain__steps=375, pretrain__lr=6e-3),
 }
 if "--smoke" in sys.argv:
-    for row in C.values():
-        row["pretrain"].update(steps=3, n_train=50, n_val=4, eval_every=0)
-        row["sft"].update(steps=2, n_train=20, n_val=4)
-        row["rl"].update(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=32, eval_every=0)
-    C = dict(list(C.items())[:2])
-    RL = [dict(lr=1e-4, steps=1)]
+    C, RL = round1.smoke(C)
 print(json.dumps({k: {"preset": v, "rl": RL} for k, v in C.items()}, indent=1))
