@@ -17,6 +17,7 @@ Sliding layers have three interchangeable attention paths with one semantics:
 Full layers always use SDPA's causal kernel. The path is how to compute, not what the model is, so
 it is no config field: `GPT(cfg, attn_impl="auto")` (flex on CUDA, tiled on CPU), `model.attn_impl`.
 """
+import copy
 import math
 import os
 from dataclasses import asdict, dataclass, fields
@@ -374,6 +375,24 @@ class KVCache:
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
+    def select(self, rows, max_len):
+        """A new cache of the given rows only, whose full layers hold positions 0..max_len-1 (more
+        or fewer than now; positions beyond this cache's are empty). Sliding layers keep their ring."""
+        new = copy.copy(self)
+        new.lengths, new.max_len = self.lengths[rows], max_len
+
+        def take(t, kind):
+            if kind == "S":
+                return t[rows]
+            out = t.new_zeros(len(rows), t.shape[1], max_len, t.shape[3])
+            n = min(max_len, t.shape[2])
+            out[:, :, :n] = t[rows, :, :n]
+            return out
+        kinds = self.cfg.layer_kinds()
+        new.k = [take(t, kind) for t, kind in zip(self.k, kinds)]
+        new.v = [take(t, kind) for t, kind in zip(self.v, kinds)]
+        return new
+
     def fill(self, layer, k, v):
         """Prefill: store the prompts' keys/values. Positions past a row's length hold padding,
         which decoding overwrites before any query can see it."""
@@ -484,27 +503,45 @@ class DecodeStep:
         return self.logits                      # overwritten by the next replay
 
 
+SYNC_EVERY = 32   # decoding steps between looks from the host at which rows are still running
+
+
 def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
            cuda_graph=True):
     """The decoding loop of `generate`, after the prefill: sample a token from `logits` (B, vocab),
     feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
-    and each row's length (up to and including its eos). bench.py times this loop directly."""
+    and each row's length (up to and including its eos). bench.py times this loop directly.
+
+    Every SYNC_EVERY steps the host looks (one sync) and, when it pays, decodes on from a smaller
+    cache: rows that have stopped are dropped (a batch's lengths vary, and the longest row would
+    otherwise keep every finished one decoding) and full layers keep only the slots the next steps
+    can reach (rather than attending over every slot of the longest possible sequence)."""
     B, device = logits.shape[0], logits.device
-    step = DecodeStep(model, cache, B, device, cuda_graph)
-    pos = pos.clone()
     tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
     logps = torch.zeros(B, steps, device=device)
     n_out = torch.full((B,), steps, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)   # the original row of each row still decoding
+    pos, step, full_max = pos.clone(), None, cache.max_len
+    has_full = "F" in model.config.layer_kinds()
     for t in range(steps):
-        tok, lp = sample_next(logits, temperature, top_k, generator)
-        tokens[:, t], logps[:, t] = tok, lp
-        if eos_id is not None:
-            newly = (tok == eos_id) & ~done
-            n_out = torch.where(newly, t + 1, n_out)
-            done |= newly
-            if t % 16 == 15 and bool(done.all()):   # a host sync, so only now and then
+        if t % SYNC_EVERY == 0:
+            live = (~done[rows]).nonzero()[:, 0]
+            if len(live) == 0:
                 break
+            reach = min(full_max, int(pos.max()) + SYNC_EVERY)       # positions the next steps write
+            if step is None or len(live) <= 0.75 * len(rows) or (has_full and reach > cache.max_len):
+                # a new cache, and a new CUDA graph for its shapes: a few ms, so only when it pays
+                span = min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY)   # room for 4 looks
+                cache = cache.select(live, span)
+                rows, pos, logits = rows[live], pos[live], logits[live]
+                step = DecodeStep(model, cache, len(rows), device, cuda_graph)
+        tok, lp = sample_next(logits, temperature, top_k, generator)
+        tokens[rows, t], logps[rows, t] = tok, lp
+        if eos_id is not None:
+            newly = (tok == eos_id) & ~done[rows]
+            n_out[rows] = torch.where(newly, t + 1, n_out[rows])
+            done[rows] |= newly
         if t == steps - 1:
             break
         logits = step(tok, pos)

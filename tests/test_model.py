@@ -192,6 +192,29 @@ def test_rows_stop_at_their_own_eos():
         assert len(lp) == len(out)
 
 
+@pytest.mark.parametrize("window,pattern", [(None, "S"), (4, "S"), (4, "SF")])
+def test_decoding_on_from_smaller_caches_changes_nothing(monkeypatch, window, pattern):
+    """Rows stop at different steps; decode drops stopped rows and resizes full layers' slots every
+    SYNC_EVERY steps (here 3, so it does so many times). Each row must still be its greedy
+    recomputation, and each sampled log-probability the training forward's."""
+    monkeypatch.setattr(M, "SYNC_EVERY", 3)
+    model = tiny(window=window, pattern=pattern, sinks=1 if window else 0, max_seq_len=200)
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (1, 2, 5, 9, 3, 7, 4, 6)]
+    free, _ = generate(model, prompts, 60, temperature=0.0)
+    eos = max(set(sum(free, [])), key=lambda t: sum(t in f for f in free))   # a token most rows produce
+    outs, _ = generate(model, prompts, 60, temperature=0.0, eos_id=eos)
+    assert len({len(o) for o in outs}) > 2                                   # rows stop at different steps
+    for p, out in zip(prompts, outs):
+        assert out == greedy_by_recomputation(model, p, 60, eos_id=eos)
+    outs, lps = generate(model, prompts, 60, temperature=1.0, eos_id=eos, seed=4)
+    for p, out, lp in zip(prompts, outs, lps):
+        assert len(lp) == len(out) and (eos not in out or out.index(eos) == len(out) - 1)
+        logits = model(torch.tensor([p + out]))[0, len(p) - 1:-1]
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(out)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(lp, dtype=ref.dtype), ref, atol=1e-4)
+
+
 @pytest.mark.parametrize("window,sinks", [(None, 0), (5, 0), (5, 2)])
 def test_sampled_logprobs_match_the_training_forward(window, sinks):
     """The on-policy guarantee: what the sampler reports is what the trainer computes."""

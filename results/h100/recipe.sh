@@ -1,44 +1,43 @@
 #!/usr/bin/env bash
-# The default recipe with its controls, as measured on one H100 (results/h100/d3k/): pretrain (3000
-# steps), SFT of SA and SWA, the two SFT controls, GRPO (lr 1e-4, 40 steps) of SA and SWA with three
-# seeds each, eval.py on 1000 test problems. Independent runs go in parallel on the one GPU.
-# On the device this ran as three calls of at most 10 minutes (the eval lines and the SA seeds 1-2
-# were the second and third); every command is the one below.
+# The default recipe with its controls (issue 12), as measured on one H100 (results/h100/d6k/):
+# pretrain, SFT of SA and SWA, the two SFT controls, GRPO (the preset's: lr 1e-4, 40 steps of 32
+# prompts x 8 samples) of SA and SWA with three seeds each, eval.py on 1000 held-out test problems.
+# Independent runs go in parallel on the one GPU. Every line resumes or skips what is done, so on
+# the device (10-minute calls) the same command runs again until it prints "recipe: done":
+#   timeout 570 bash results/h100/recipe.sh runs/d6k
+# The earlier table (results/h100/d3k/, 3000 pretraining steps) came from this file at commit 5b882fb.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-O=${1:-runs/d3k}
+O=${1:-runs/d6k}
 mkdir -p $O
 t0=$(date +%s); t() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
-python pretrain.py --preset default --out $O/base.pt --resume > $O/pretrain.log 2>&1; t pretrain
-python convert.py --init $O/base.pt --out $O/swa.pt > $O/convert.json 2> $O/convert.log; t convert
-python sft.py --init $O/base.pt --out $O/sft_sa.pt --resume > $O/sft_sa.log 2>&1 &
-python sft.py --init $O/swa.pt --out $O/sft_swa.pt --resume > $O/sft_swa.log 2>&1 &
-python sft.py --init $O/swa.pt --window-friendly-frac 1 --out $O/ctl_wfonly.pt --resume > $O/ctl_wfonly.log 2>&1 &
+new() { [ ! -f "$1" ]; }   # an output not written yet (checkpoints and JSON are renamed into place whole)
+python pretrain.py --preset default --out $O/base.pt --resume >> $O/pretrain.log 2>&1; t pretrain
+new $O/swa.pt && python convert.py --init $O/base.pt --out $O/swa.pt > $O/convert.json 2> $O/convert.log; t convert
+python sft.py --init $O/base.pt --out $O/sft_sa.pt --resume >> $O/sft_sa.log 2>&1 &
+python sft.py --init $O/swa.pt --out $O/sft_swa.pt --resume >> $O/sft_swa.log 2>&1 &
+python sft.py --init $O/swa.pt --window-friendly-frac 1 --out $O/ctl_wfonly.pt --resume >> $O/ctl_wfonly.log 2>&1 &
 wait; t sft
-for s in 0 1 2; do
-  python rl.py --init $O/sft_swa.pt --seed $s --out $O/rl_swa_s$s.pt --save-every 10 > $O/rl_swa_s$s.log 2>&1 &
-done
-python rl.py --init $O/sft_sa.pt --seed 0 --out $O/rl_sa_s0.pt --save-every 10 > $O/rl_sa_s0.log 2>&1 &
+for m in sa swa; do for s in 0 1 2; do
+  python rl.py --init $O/sft_$m.pt --seed $s --out $O/rl_${m}_s$s.pt --save-every 10 --resume >> $O/rl_${m}_s$s.log 2>&1 &
+done; done
 # control 2: the SA model's own correct samples, as many sequences as RL sees (40 steps x 256)
-python distill.py --ckpt $O/sft_sa.pt --n 10240 --out $O/sa_samples.jsonl > $O/distill.json 2> $O/distill.log
+new $O/sa_samples.jsonl && python distill.py --ckpt $O/sft_sa.pt --n 10240 --out $O/sa_samples.jsonl \
+  > $O/distill.json 2> $O/distill.log
 python sft.py --init $O/sft_swa.pt --data $O/sa_samples.jsonl --steps 40 --batch-size 256 --warmup 4 --lr 1e-4 \
-  --out $O/ctl_distill.pt > $O/ctl_distill.log 2>&1
+  --out $O/ctl_distill.pt --resume >> $O/ctl_distill.log 2>&1
 wait; t rl
-for s in 1 2; do
-  python rl.py --init $O/sft_sa.pt --seed $s --out $O/rl_sa_s$s.pt --save-every 10 > $O/rl_sa_s$s.log 2>&1 &
+E() { new $O/eval_$1.json && python eval.py --n 1000 --k 2 --no-progress --batch-size 1000 --json $O/eval_$1.json \
+  --md $O/eval_$1.md "${@:2}" > $O/eval_$1.log 2>&1; }
+E sft --ckpt $O/swa.pt $O/sft_sa.pt $O/sft_swa.pt \
+  --label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT" &
+E ctl --ckpt $O/ctl_wfonly.pt $O/ctl_distill.pt \
+  --label "control: SWA + SFT on wf traces only" --label "control: SWA + SFT, then SFT on SA samples" &
+for s in 0 1 2; do
+  E rl$s --ckpt $O/rl_sa_s$s.pt $O/rl_swa_s$s.pt --label "SA + SFT + RL (seed $s)" --label "SWA + SFT + RL (seed $s)" &
 done
-E="python eval.py --n 1000 --k 2 --no-progress --batch-size 1000"
-$E --ckpt $O/swa.pt $O/sft_sa.pt $O/sft_swa.pt --label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT" \
-  --json $O/eval_sft.json --md $O/eval_sft.md > $O/eval_sft.log 2>&1 &
-$E --ckpt $O/ctl_wfonly.pt $O/ctl_distill.pt --label "control: SWA + SFT on wf traces only" \
-  --label "control: SWA + SFT, then SFT on SA samples" --json $O/eval_ctl.json --md $O/eval_ctl.md > $O/eval_ctl.log 2>&1 &
-$E --ckpt $O/rl_sa_s0.pt $O/rl_swa_s0.pt --label "SA + SFT + RL (seed 0)" --label "SWA + SFT + RL (seed 0)" \
-  --json $O/eval_rl0.json --md $O/eval_rl0.md > $O/eval_rl0.log 2>&1 &
-$E --ckpt $O/rl_swa_s1.pt $O/rl_swa_s2.pt --label "SWA + SFT + RL (seed 1)" --label "SWA + SFT + RL (seed 2)" \
-  --json $O/eval_rl12.json --md $O/eval_rl12.md > $O/eval_rl12.log 2>&1 &
-wait
-$E --ckpt $O/rl_sa_s1.pt $O/rl_sa_s2.pt --label "SA + SFT + RL (seed 1)" --label "SA + SFT + RL (seed 2)" \
-  --json $O/eval_rl12sa.json --md $O/eval_rl12sa.md > $O/eval_rl12sa.log 2>&1
-t eval
+wait; t eval
 cat $O/eval_*.md
 python plot.py $O/rl_curves.svg $O/rl_sa_s*.jsonl $O/rl_swa_s*.jsonl
+n=$(ls $O/eval_*.json | wc -l)
+[ $n = 5 ] && echo "recipe: done" || echo "recipe: $n of 5 evaluations written; run it again"

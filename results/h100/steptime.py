@@ -1,0 +1,86 @@
+"""
+Where an RL step's time goes (issue 12): the rollouts of one step (256 samples) with decode's
+shrinking cache and without it (SYNC_EVERY so large that it never shrinks: the old loop), and the
+update at three micro-batch sizes, plus a profile of one update. One JSON line per measurement.
+
+    python results/h100/steptime.py --init runs/d6k/sft_swa.pt > steptime_swa.jsonl
+"""
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import model as M  # noqa: E402
+import rl  # noqa: E402
+from common import apply_preset, data_knobs, load  # noqa: E402
+from data.tokenizer import encode_prompt  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("--init", required=True)
+p.add_argument("--reps", type=int, default=3)
+cli = p.parse_args()
+
+dev = "cuda" if torch.cuda.is_available() else "cpu"   # cpu: a smoke check of this script only
+model, enc, meta = load(cli.init, dev, attn_impl="tiled")
+args = apply_preset(rl.get_args(["--init", cli.init]), "rl", meta)
+torch.backends.cuda.matmul.allow_tf32 = True
+problems = rl.step_problems(args, data_knobs(meta), 0)
+prompts = [encode_prompt(enc, q["question"]) for q in problems for _ in range(args.group_size)]
+name = os.path.basename(cli.init)
+n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
+
+
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn):
+    sync()
+    t0 = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - t0, out
+
+
+def emit(**row):
+    print(json.dumps({"init": name, **row}), flush=True)
+
+
+default_sync = M.SYNC_EVERY
+for label, every in (("shrinking cache", default_sync), ("no shrinking (old loop)", 10**9)):
+    M.SYNC_EVERY = every
+    roll = lambda: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
+    timed(roll)   # warm-up
+    times = []
+    for _ in range(cli.reps):
+        dt, (comps, _) = timed(roll)
+        times.append(dt)
+    lens = [len(c) for c in comps]
+    emit(part="rollout", decode=label, seconds=round(min(times), 3), len_mean=sum(lens) / len(lens),
+         len_max=max(lens), tok_s=round(sum(lens) / min(times)))
+M.SYNC_EVERY = default_sync
+
+comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
+adv = torch.randn(len(comps))
+for mbt in (16384, 32768, 65536):
+    args.micro_batch_tokens = mbt
+    m = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
+    step = lambda: rl.optimize(m, opt, prompts, comps, adv, args, None, None, 1e-6)
+    timed(step)
+    times = [timed(step)[0] for _ in range(cli.reps)]
+    emit(part="update", micro_batch_tokens=mbt, seconds=round(min(times), 3),
+         peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if dev == "cuda" else None)
+    if mbt == 16384 and dev == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15), file=sys.stderr)
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15), file=sys.stderr)
