@@ -520,13 +520,23 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
     logps = torch.zeros(B, steps, device=device)
     n_out = torch.full((B,), steps, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    rows = torch.arange(B, device=device)   # the original row of each row still decoding
+    # the rows still decoding: their original row, whether they stopped, their length so far
+    rows, done, n_now = torch.arange(B, device=device), torch.zeros(B, dtype=torch.bool, device=device), n_out.clone()
     pos, step, full_max = pos.clone(), None, cache.max_len
     has_full = "F" in model.config.layer_kinds()
+    new_tok, new_lp = [], []   # per step since the last look; written back to the original rows at once
+
+    def write_back(t):
+        tokens[rows, t - len(new_tok):t] = torch.stack(new_tok, 1)
+        logps[rows, t - len(new_lp):t] = torch.stack(new_lp, 1)
+        n_out[rows] = n_now
+        new_tok.clear()
+        new_lp.clear()
     for t in range(steps):
         if t % SYNC_EVERY == 0:
-            live = (~done[rows]).nonzero()[:, 0]
+            if new_tok:
+                write_back(t)
+            live = (~done).nonzero()[:, 0]
             if len(live) == 0:
                 break
             reach = min(full_max, int(pos.max()) + SYNC_EVERY)       # positions the next steps write
@@ -534,15 +544,17 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
                 # a new cache, and a new CUDA graph for its shapes: a few ms, so only when it pays
                 span = min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY)   # room for 4 looks
                 cache = cache.select(live, span)
-                rows, pos, logits = rows[live], pos[live], logits[live]
+                rows, done, n_now, pos, logits = rows[live], done[live], n_now[live], pos[live], logits[live]
                 step = DecodeStep(model, cache, len(rows), device, cuda_graph)
         tok, lp = sample_next(logits, temperature, top_k, generator)
-        tokens[rows, t], logps[rows, t] = tok, lp
+        new_tok.append(tok)
+        new_lp.append(lp)
         if eos_id is not None:
-            newly = (tok == eos_id) & ~done[rows]
-            n_out[rows] = torch.where(newly, t + 1, n_out[rows])
-            done[rows] |= newly
+            newly = (tok == eos_id) & ~done
+            n_now = torch.where(newly, t + 1, n_now)
+            done |= newly
         if t == steps - 1:
+            write_back(steps)
             break
         logits = step(tok, pos)
         pos += 1

@@ -1,6 +1,6 @@
 """
 Where an RL step's time goes (issue 12): the rollouts of one step (256 samples) with decode's
-shrinking cache and without it (SYNC_EVERY so large that it never shrinks: the old loop), and the
+shrinking cache and without it (the loop before, kept here), and the
 update at three micro-batch sizes, plus a profile of one update. One JSON line per measurement.
 
     python results/h100/steptime.py --init runs/d6k/sft_swa.pt > steptime_swa.jsonl
@@ -52,9 +52,35 @@ def emit(**row):
     print(json.dumps({"init": name, **row}), flush=True)
 
 
-default_sync = M.SYNC_EVERY
-for label, every in (("shrinking cache", default_sync), ("no shrinking (old loop)", 10**9)):
-    M.SYNC_EVERY = every
+def old_decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
+               cuda_graph=True):
+    """model.decode as it was before it dropped stopped rows (commit 5b882fb): the A/B reference."""
+    B, device = logits.shape[0], logits.device
+    step = M.DecodeStep(model, cache, B, device, cuda_graph)
+    pos = pos.clone()
+    tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
+    logps = torch.zeros(B, steps, device=device)
+    n_out = torch.full((B,), steps, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(steps):
+        tok, lp = M.sample_next(logits, temperature, top_k, generator)
+        tokens[:, t], logps[:, t] = tok, lp
+        if eos_id is not None:
+            newly = (tok == eos_id) & ~done
+            n_out = torch.where(newly, t + 1, n_out)
+            done |= newly
+            if t % 16 == 15 and bool(done.all()):
+                break
+        if t == steps - 1:
+            break
+        logits = step(tok, pos)
+        pos += 1
+    return tokens, logps, n_out
+
+
+new_decode = M.decode
+for label, fn in (("shrinking cache", new_decode), ("no shrinking (old loop)", old_decode)):
+    M.decode = fn
     roll = lambda: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
     timed(roll)   # warm-up
     times = []
@@ -64,7 +90,7 @@ for label, every in (("shrinking cache", default_sync), ("no shrinking (old loop
     lens = [len(c) for c in comps]
     emit(part="rollout", decode=label, seconds=round(min(times), 3), len_mean=sum(lens) / len(lens),
          len_max=max(lens), tok_s=round(sum(lens) / min(times)))
-M.SYNC_EVERY = default_sync
+M.decode = new_decode
 
 comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
 adv = torch.randn(len(comps))
