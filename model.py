@@ -504,6 +504,7 @@ class DecodeStep:
 
 
 SYNC_EVERY = 32   # decoding steps between looks from the host at which rows are still running
+SHRINK_AT = 0.75  # drop the stopped rows once at most this share of the rows still runs
 
 
 def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
@@ -540,7 +541,7 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
             if len(live) == 0:
                 break
             reach = min(full_max, int(pos.max()) + SYNC_EVERY)       # positions the next steps write
-            if step is None or len(live) <= 0.75 * len(rows) or (has_full and reach > cache.max_len):
+            if step is None or len(live) <= SHRINK_AT * len(rows) or (has_full and reach > cache.max_len):
                 # a new cache, and a new CUDA graph for its shapes: a few ms, so only when it pays
                 span = min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY)   # room for 4 looks
                 cache = cache.select(live, span)

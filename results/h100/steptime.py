@@ -22,7 +22,7 @@ from data.tokenizer import encode_prompt  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--init", required=True)
-p.add_argument("--reps", type=int, default=3)
+p.add_argument("--reps", type=int, default=4)
 cli = p.parse_args()
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"   # cpu: a smoke check of this script only
@@ -79,22 +79,24 @@ def old_decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eo
 
 
 new_decode = M.decode
-for label, fn in (("shrinking cache", new_decode), ("no shrinking (old loop)", old_decode)):
+variants = (("loop before (commit 5b882fb)", old_decode, None), ("drop stopped rows at 3/4", new_decode, 0.75),
+            ("drop stopped rows at 1/2", new_decode, 0.5), ("never drop (full layers' span only)", new_decode, 0.0))
+for label, fn, shrink in variants:
     M.decode = fn
-    roll = lambda: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
-    timed(roll)   # warm-up
-    times = []
-    for _ in range(cli.reps):
-        dt, (comps, _) = timed(roll)
-        times.append(dt)
-    lens = [len(c) for c in comps]
-    emit(part="rollout", decode=label, seconds=round(min(times), 3), len_mean=sum(lens) / len(lens),
-         len_max=max(lens), tok_s=round(sum(lens) / min(times)))
-M.decode = new_decode
+    if shrink is not None:
+        M.SHRINK_AT = shrink
+    roll = lambda seed: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=seed, gen_batch=256)
+    timed(lambda: roll(0))   # warm-up
+    runs = [timed(lambda: roll(seed)) for seed in range(1, cli.reps + 1)]   # the same seeds for each variant
+    lens = [[len(c) for c in comps] for _, (comps, _) in runs]
+    emit(part="rollout", decode=label, seconds=round(sum(dt for dt, _ in runs) / len(runs), 3),
+         each=[round(dt, 3) for dt, _ in runs], len_max=[max(x) for x in lens],
+         len_mean=round(sum(map(sum, lens)) / sum(map(len, lens)), 1))
+M.decode, M.SHRINK_AT = new_decode, 0.75
 
 comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
 adv = torch.randn(len(comps))
-for mbt in (16384, 32768, 65536):
+for mbt in (16384, 32768):
     args.micro_batch_tokens = mbt
     m = copy.deepcopy(model).train()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
@@ -103,7 +105,7 @@ for mbt in (16384, 32768, 65536):
     times = [timed(step)[0] for _ in range(cli.reps)]
     emit(part="update", micro_batch_tokens=mbt, seconds=round(min(times), 3),
          peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if dev == "cuda" else None)
-    if mbt == 16384 and dev == "cuda":
+    if mbt == 32768 and dev == "cuda":
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
