@@ -375,18 +375,18 @@ class KVCache:
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
-    def select(self, rows, max_len):
-        """A new cache of the given rows only, whose full layers hold positions 0..max_len-1 (more
-        or fewer than now; positions beyond this cache's are empty). Sliding layers keep their ring."""
+    def resized(self, max_len):
+        """A new cache whose full layers hold positions 0..max_len-1 (more or fewer slots than now:
+        decoding grows it as it goes); sliding layers keep their ring."""
         new = copy.copy(self)
-        new.lengths, new.max_len = self.lengths[rows], max_len
+        new.max_len = max_len
 
         def take(t, kind):
             if kind == "S":
-                return t[rows]
-            out = t.new_zeros(len(rows), t.shape[1], max_len, t.shape[3])
+                return t
+            out = t.new_zeros(t.shape[0], t.shape[1], max_len, t.shape[3])
             n = min(max_len, t.shape[2])
-            out[:, :, :n] = t[rows, :, :n]
+            out[:, :, :n] = t[:, :, :n]
             return out
         kinds = self.cfg.layer_kinds()
         new.k = [take(t, kind) for t, kind in zip(self.k, kinds)]
@@ -503,8 +503,7 @@ class DecodeStep:
         return self.logits                      # overwritten by the next replay
 
 
-SYNC_EVERY = 32   # decoding steps between looks from the host at which rows are still running
-SHRINK_AT = 0.75  # drop the stopped rows once at most this share of the rows still runs
+SYNC_EVERY = 32   # decoding steps between looks from the host (one sync each)
 
 
 def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
@@ -513,49 +512,35 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
     and each row's length (up to and including its eos). bench.py times this loop directly.
 
-    Every SYNC_EVERY steps the host looks (one sync) and, when it pays, decodes on from a smaller
-    cache: rows that have stopped are dropped (a batch's lengths vary, and the longest row would
-    otherwise keep every finished one decoding) and full layers keep only the slots the next steps
-    can reach (rather than attending over every slot of the longest possible sequence)."""
+    Every SYNC_EVERY steps the host looks: it stops once every row has stopped, and it grows the
+    full layers' cache to the positions the next steps reach (in steps of 4 x SYNC_EVERY slots, with
+    a new CUDA graph for the new shape), so they attend over the slots in use rather than over every
+    slot of the longest possible sequence. Rows that stopped keep decoding until the last one does:
+    dropping them measured slower on an H100 (results/h100/steptime/: a step of the default model
+    costs about as much for 1 row as for 256, and every new graph a few milliseconds)."""
     B, device = logits.shape[0], logits.device
     tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
     logps = torch.zeros(B, steps, device=device)
     n_out = torch.full((B,), steps, device=device)
-    # the rows still decoding: their original row, whether they stopped, their length so far
-    rows, done, n_now = torch.arange(B, device=device), torch.zeros(B, dtype=torch.bool, device=device), n_out.clone()
+    done = torch.zeros(B, dtype=torch.bool, device=device)
     pos, step, full_max = pos.clone(), None, cache.max_len
     has_full = "F" in model.config.layer_kinds()
-    new_tok, new_lp = [], []   # per step since the last look; written back to the original rows at once
-
-    def write_back(t):
-        tokens[rows, t - len(new_tok):t] = torch.stack(new_tok, 1)
-        logps[rows, t - len(new_lp):t] = torch.stack(new_lp, 1)
-        n_out[rows] = n_now
-        new_tok.clear()
-        new_lp.clear()
     for t in range(steps):
         if t % SYNC_EVERY == 0:
-            if new_tok:
-                write_back(t)
-            live = (~done).nonzero()[:, 0]
-            if len(live) == 0:
+            if eos_id is not None and bool(done.all()):
                 break
-            reach = min(full_max, int(pos.max()) + SYNC_EVERY)       # positions the next steps write
-            if step is None or len(live) <= SHRINK_AT * len(rows) or (has_full and reach > cache.max_len):
-                # a new cache, and a new CUDA graph for its shapes: a few ms, so only when it pays
-                span = min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY)   # room for 4 looks
-                cache = cache.select(live, span)
-                rows, done, n_now, pos, logits = rows[live], done[live], n_now[live], pos[live], logits[live]
-                step = DecodeStep(model, cache, len(rows), device, cuda_graph)
+            reach = min(full_max, int(pos.max()) + SYNC_EVERY) if has_full else 0   # positions written next
+            if step is None or reach > cache.max_len:
+                if has_full:
+                    cache = cache.resized(min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY))
+                step = DecodeStep(model, cache, B, device, cuda_graph)
         tok, lp = sample_next(logits, temperature, top_k, generator)
-        new_tok.append(tok)
-        new_lp.append(lp)
+        tokens[:, t], logps[:, t] = tok, lp
         if eos_id is not None:
             newly = (tok == eos_id) & ~done
-            n_now = torch.where(newly, t + 1, n_now)
+            n_out = torch.where(newly, t + 1, n_out)
             done |= newly
         if t == steps - 1:
-            write_back(steps)
             break
         logits = step(tok, pos)
         pos += 1

@@ -193,10 +193,10 @@ def test_rows_stop_at_their_own_eos():
 
 
 @pytest.mark.parametrize("window,pattern", [(None, "S"), (4, "S"), (4, "SF")])
-def test_decoding_on_from_smaller_caches_changes_nothing(monkeypatch, window, pattern):
-    """Rows stop at different steps; decode drops stopped rows and resizes full layers' slots every
-    SYNC_EVERY steps (here 3, so it does so many times). Each row must still be its greedy
-    recomputation, and each sampled log-probability the training forward's."""
+def test_decoding_through_a_growing_cache_changes_nothing(monkeypatch, window, pattern):
+    """decode grows full layers' cache as positions advance and stops once all rows have, looking
+    every SYNC_EVERY steps (here 3: many times). Rows stop at different steps; each must still be
+    its greedy recomputation, and each sampled log-probability the training forward's."""
     monkeypatch.setattr(M, "SYNC_EVERY", 3)
     model = tiny(window=window, pattern=pattern, sinks=1 if window else 0, max_seq_len=200)
     g = torch.Generator().manual_seed(2)

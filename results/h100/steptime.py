@@ -1,7 +1,9 @@
 """
-Where an RL step's time goes (issue 12): the rollouts of one step (256 samples) with decode's
-shrinking cache and without it (the loop before, kept here), and the
-update at three micro-batch sizes, plus a profile of one update. One JSON line per measurement.
+Where an RL step's time goes (issue 12): the rollouts of one step (256 samples, the same seeds for
+each loop) with model.decode and with the loop before it (kept here), and the update at two
+micro-batch sizes, plus a profile of one update (stderr). One JSON line per measurement.
+results/h100/steptime/steptime3_*.jsonl came from this file at commit 9d5fda5, where it also
+measured decode loops that drop stopped rows (model.SHRINK_AT); they were slower and are gone.
 
     python results/h100/steptime.py --init runs/d6k/sft_swa.pt > steptime_swa.jsonl
 """
@@ -79,12 +81,8 @@ def old_decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eo
 
 
 new_decode = M.decode
-variants = (("loop before (commit 5b882fb)", old_decode, None), ("drop stopped rows at 3/4", new_decode, 0.75),
-            ("drop stopped rows at 1/2", new_decode, 0.5), ("never drop (full layers' span only)", new_decode, 0.0))
-for label, fn, shrink in variants:
+for label, fn in (("loop before (commit 5b882fb)", old_decode), ("model.decode", new_decode)):
     M.decode = fn
-    if shrink is not None:
-        M.SHRINK_AT = shrink
     roll = lambda seed: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=seed, gen_batch=256)
     timed(lambda: roll(0))   # warm-up
     runs = [timed(lambda: roll(seed)) for seed in range(1, cli.reps + 1)]   # the same seeds for each variant
@@ -92,7 +90,7 @@ for label, fn, shrink in variants:
     emit(part="rollout", decode=label, seconds=round(sum(dt for dt, _ in runs) / len(runs), 3),
          each=[round(dt, 3) for dt, _ in runs], len_max=[max(x) for x in lens],
          len_mean=round(sum(map(sum, lens)) / sum(map(len, lens)), 1))
-M.decode, M.SHRINK_AT = new_decode, 0.75
+M.decode = new_decode
 
 comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
 adv = torch.randn(len(comps))
