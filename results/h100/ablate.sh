@@ -7,6 +7,7 @@
 #   bash results/h100/ablate.sh runs/abl sft     # pretrain, convert the variants, SFT them (parallel)
 #   bash results/h100/ablate.sh runs/abl rl      # RL of every variant (parallel)
 #   bash results/h100/ablate.sh runs/abl eval    # eval.py on 1000 test problems, greedy and 1 sample
+# (3000 pretraining steps on 60k problems was the preset's value then; pinned here since it changed)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 O=$1
@@ -15,7 +16,7 @@ t0=$(date +%s); t() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 V="swa w64 w256 sink4 sssf wf0 wf005"
 case $2 in
 sft)
-  python pretrain.py --preset ${PRESET:-default} --out $O/base.pt --resume > $O/pretrain.log 2>&1; t pretrain
+  python pretrain.py --preset ${PRESET:-default} --steps 3000 --n-train 60000 --out $O/base.pt --resume > $O/pretrain.log 2>&1; t pretrain
   python convert.py --init $O/base.pt --out $O/swa.pt --n-val 0 > $O/convert_swa.json &
   python convert.py --init $O/base.pt --window 64 --out $O/w64.pt --n-val 0 > $O/convert_w64.json &
   python convert.py --init $O/base.pt --window 256 --out $O/w256.pt --n-val 0 > $O/convert_w256.json &

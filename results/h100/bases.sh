@@ -15,8 +15,8 @@ B="s1 s2 L0 L1"
 case $2 in
 pretrain)
   P="python pretrain.py --preset default --resume"
-  $P --seed 1 --out $O/s1.pt > $O/pretrain_s1.log 2>&1 &
-  $P --seed 2 --out $O/s2.pt > $O/pretrain_s2.log 2>&1 &
+  $P --seed 1 --steps 3000 --n-train 60000 --out $O/s1.pt > $O/pretrain_s1.log 2>&1 &
+  $P --seed 2 --steps 3000 --n-train 60000 --out $O/s2.pt > $O/pretrain_s2.log 2>&1 &
   $P --seed 0 --steps 6000 --n-train 120000 --out $O/L0.pt > $O/pretrain_L0.log 2>&1 &
   $P --seed 1 --steps 6000 --n-train 120000 --out $O/L1.pt > $O/pretrain_L1.log 2>&1 &
   wait; t pretrain ;;

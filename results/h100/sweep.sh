@@ -2,13 +2,14 @@
 # GPU session, part 1 (one H100, ~7 minutes): the default recipe's base and SFT models with the
 # fixed flow, the control "SWA + SFT on window-friendly traces only", the SA model's correct samples
 # for the distillation control, and an RL learning-rate sweep (60 steps) on the SWA and SA models.
+# (1500 pretraining steps was the preset's value then; pinned here since the preset changed)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 O=runs/default
 mkdir -p $O/sweep "${OUT:-/tmp}"
 nvidia-smi -L
 python -m pytest -q tests/test_model.py -k cuda > $O/gpu_tests.log 2>&1 &
-python pretrain.py --preset default --out $O/base.pt --resume > $O/pretrain.log 2>&1
+python pretrain.py --preset default --steps 1500 --n-train 60000 --out $O/base.pt --resume > $O/pretrain.log 2>&1
 python convert.py --init $O/base.pt --out $O/swa.pt > $O/convert.json 2> $O/convert.log
 python sft.py --init $O/base.pt --out $O/sft_sa.pt --resume > $O/sft_sa.log 2>&1 &
 python sft.py --init $O/swa.pt --out $O/sft_swa.pt --resume > $O/sft_swa.log 2>&1 &
