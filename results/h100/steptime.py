@@ -56,7 +56,7 @@ def emit(**row):
 
 def old_decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
                cuda_graph=True):
-    """model.decode as it was at commit 5b882fb (full layers over every slot, a look every 16 steps): the A/B reference."""
+    """model.decode at commit 5b882fb, the A/B reference: full layers over every slot, a look every 16 steps."""
     B, device = logits.shape[0], logits.device
     step = M.DecodeStep(model, cache, B, device, cuda_graph)
     pos = pos.clone()
