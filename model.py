@@ -172,11 +172,12 @@ def resolve_impl(impl, device):
 # the transformer
 
 def rope_tables(cfg):
+    """cos and sin of every position's angles, (T, D), laid out for `apply_rope`: cos twice, sin as (-sin, sin)."""
     inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
     if cfg.rope_scaling:
         inv_freq = llama3_scaled(inv_freq, **cfg.rope_scaling)
     angles = torch.outer(torch.arange(cfg.max_seq_len).float(), inv_freq)   # (T, D/2)
-    return angles.cos(), angles.sin()
+    return torch.cat([angles.cos(), angles.cos()], -1), torch.cat([-angles.sin(), angles.sin()], -1)
 
 
 def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):
@@ -188,11 +189,10 @@ def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_
 
 
 def apply_rope(x, cos, sin):
-    # Llama/HF "rotate half" layout (first half / second half of the head), so imported weights fit
-    d = x.shape[-1] // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    """Llama/HF "rotate half" layout (first half / second half of the head), so imported weights fit:
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), written as x * cos + roll(x) * sin with the tables of
+    `rope_tables`: the same roundings as the textbook form, in four kernels instead of seven."""
+    return x * cos.to(x.dtype) + x.roll(x.shape[-1] // 2, -1) * sin.to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -222,11 +222,10 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
         if impl == "cache":
             k, v = cache.update(self.layer_idx, k, v, pos)          # every slot of this layer
-            # one query per row: a grouped matmul beats SDPA's general kernels here
+            # one query per row: the G query heads sharing a key head are G queries against its slots, so
+            # SDPA needs no grouped-query support; mask: (B, 1, 1, slots), 0 or -inf, added to the scores
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
-            scores = (qg @ k.transpose(-1, -2)).to(torch.promote_types(q.dtype, torch.float32)) / math.sqrt(D)
-            scores = scores.masked_fill(~mask[self.kind], float("-inf"))   # (B, Hkv, G, slots)
-            y = (torch.softmax(scores, dim=-1).to(v.dtype) @ v).view(B, cfg.n_head, 1, D)
+            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask[self.kind]).view(B, cfg.n_head, 1, D)
         else:
             if cache is not None:
                 cache.fill(self.layer_idx, k, v)
@@ -264,7 +263,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
+        # In fp32; under autocast the output is cast once to the dtype of the matmuls that read it
+        # (they would each cast it again; the values are the same either way).
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(dtype)
 
 
 class Block(nn.Module):
@@ -343,8 +346,11 @@ class GPT(nn.Module):
     def decode_step(self, tok, pos, cache):
         """tok (B,), each row's next token, at positions pos (B,) -> logits (B, vocab), writing the
         cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (DecodeStep)."""
-        cos, sin = self.rope_cos[pos][:, None, None], self.rope_sin[pos][:, None, None]
-        x, visible = self.tok_emb(tok)[:, None], cache.visible(pos)   # visibility: once for all layers
+        dtype = cache.k[0].dtype   # what q and k are computed in: tables and masks are cast once, not per layer
+        cos, sin = self.rope_cos[pos][:, None, None].to(dtype), self.rope_sin[pos][:, None, None].to(dtype)
+        visible = {kind: torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, float("-inf"))
+                   for kind, m in cache.visible(pos).items()}       # once for all layers
+        x = self.tok_emb(tok)[:, None]
         for block in self.layers:
             x = block(x, cos, sin, "cache", visible, cache, pos)
         return self.lm_head(self.norm(x))[:, 0]
@@ -506,6 +512,17 @@ class DecodeStep:
 SYNC_EVERY = 32   # decoding steps between looks from the host (one sync each)
 
 
+def with_linear_weights_in(model, dtype):
+    """A copy of `model` for decoding that shares every tensor but the linear layers', which it holds cast
+    to `dtype` once: autocast would otherwise cast each weight again at every step (a kernel each)."""
+    dec = copy.deepcopy(model, {id(t): t for t in [*model.parameters(), *model.buffers()]})
+    for m in dec.modules():
+        if isinstance(m, nn.Linear):
+            for name, p in m.named_parameters(recurse=False):
+                setattr(m, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+    return dec
+
+
 def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
            cuda_graph=True):
     """The decoding loop of `generate`, after the prefill: sample a token from `logits` (B, vocab),
@@ -519,6 +536,8 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     dropping them measured slower on an H100 (results/h100/steptime/: a step of the default model
     costs about as much for 1 row as for 256, and every new graph a few milliseconds)."""
     B, device = logits.shape[0], logits.device
+    if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+        model = with_linear_weights_in(model, torch.get_autocast_dtype("cuda"))
     tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
     logps = torch.zeros(B, steps, device=device)
     n_out = torch.full((B,), steps, device=device)

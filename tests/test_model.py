@@ -157,6 +157,43 @@ def greedy_by_recomputation(model, prompt, n, eos_id=None):
     return seq[len(prompt):]
 
 
+def test_rope_is_the_rotate_half_rotation_written_out():
+    """apply_rope's tables against the textbook: pair (x_i, x_{i+D/2}) turned by p * theta^(-2i/D), in fp32
+    to rounding and in bf16 with the very same roundings (the same products and sums)."""
+    cfg = GPTConfig(n_embd=32, n_head=2, n_kv_head=1, max_seq_len=40)
+    cos, sin = M.rope_tables(cfg)
+    D = cfg.head_dim
+    x = torch.randn(2, 2, 40, D, generator=torch.Generator().manual_seed(0))
+    p = torch.arange(40, dtype=torch.float64)[:, None]
+    ang = p * 10000.0 ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
+    x1, x2 = x[..., :D // 2].double(), x[..., D // 2:].double()
+    ref = torch.cat([x1 * ang.cos() - x2 * ang.sin(), x2 * ang.cos() + x1 * ang.sin()], -1)
+    assert torch.allclose(M.apply_rope(x, cos, sin).double(), ref, atol=1e-5)
+    xb, c, s = x.bfloat16(), ang.cos().bfloat16(), ang.sin().bfloat16()
+    x1, x2 = xb[..., :D // 2], xb[..., D // 2:]
+    assert torch.equal(M.apply_rope(xb, cos, sin), torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1))
+
+
+def test_decoding_copy_casts_the_linear_weights_and_nothing_else():
+    """The copy decode makes under autocast: linear weights cast once, everything else shared, the model
+    itself untouched, and the logits those of autocast casting each weight at every step."""
+    model = tiny(window=4, pattern="SF", sinks=1).float()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dec = M.with_linear_weights_in(model, torch.bfloat16)
+    for (name, p), (_, q) in zip(model.named_parameters(), dec.named_parameters()):
+        linear = name.endswith("proj.weight") or name == "lm_head.weight"
+        assert (q.dtype == torch.bfloat16 and q is not p) if linear else q is p, name
+    assert all(torch.equal(v, model.state_dict()[k]) and v.dtype == torch.float32 for k, v in before.items())
+    cache = M.KVCache(model.config, torch.tensor([3, 5]), 16, torch.bfloat16)
+    tok, pos = torch.tensor([1, 2]), torch.tensor([3, 5])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        ref = model.decode_step(tok, pos, cache)
+        assert torch.equal(dec.decode_step(tok, pos, cache), ref)
+    x = torch.randn(3, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # the norm hands its matmuls their dtype
+        assert torch.equal(model.norm(x), F.rms_norm(x, (32,), model.norm.weight, model.norm.eps).bfloat16())
+
+
 @pytest.mark.parametrize("window,pattern,sinks", [(None, "S", 0), (6, "S", 0), (6, "S", 2), (5, "SF", 1)])
 def test_greedy_generate_equals_recomputation(window, pattern, sinks):
     model = tiny(window=window, pattern=pattern, sinks=sinks, n_layer=2)

@@ -1,9 +1,8 @@
 """
-Where an RL step's time goes (issue 12): the rollouts of one step (256 samples, the same seeds for
-each loop) with model.decode and with the loop before it (kept here), and the update at two
-micro-batch sizes, plus a profile of one update (stderr). One JSON line per measurement.
-results/h100/steptime/steptime3_*.jsonl came from this file at commit 9d5fda5, where it also
-measured decode loops that drop stopped rows (model.SHRINK_AT); they were slower and are gone.
+Where an RL step's time goes (issue 12): the rollouts of one step (256 samples), the GPU kernels of
+one decoding step (their names to stderr), and the update at two micro-batch sizes, plus a profile
+of one update (stderr). One JSON line per measurement. Earlier versions of this file compared decode
+loops: steptime3_*.jsonl (commit 9d5fda5: loops dropping stopped rows) and steptime1/2 (1b2adcb).
 
     python results/h100/steptime.py --init runs/d6k/sft_swa.pt > steptime_swa.jsonl
 """
@@ -54,43 +53,29 @@ def emit(**row):
     print(json.dumps({"init": name, **row}), flush=True)
 
 
-def old_decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
-               cuda_graph=True):
-    """model.decode at commit 5b882fb, the A/B reference: full layers over every slot, a look every 16 steps."""
-    B, device = logits.shape[0], logits.device
-    step = M.DecodeStep(model, cache, B, device, cuda_graph)
-    pos = pos.clone()
-    tokens = torch.zeros(B, steps, dtype=torch.long, device=device)
-    logps = torch.zeros(B, steps, device=device)
-    n_out = torch.full((B,), steps, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    for t in range(steps):
-        tok, lp = M.sample_next(logits, temperature, top_k, generator)
-        tokens[:, t], logps[:, t] = tok, lp
-        if eos_id is not None:
-            newly = (tok == eos_id) & ~done
-            n_out = torch.where(newly, t + 1, n_out)
-            done |= newly
-            if t % 16 == 15 and bool(done.all()):
-                break
-        if t == steps - 1:
-            break
-        logits = step(tok, pos)
-        pos += 1
-    return tokens, logps, n_out
+roll = lambda seed: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=seed, gen_batch=256)
+timed(lambda: roll(0))   # warm-up
+runs = [timed(lambda: roll(seed)) for seed in range(1, cli.reps + 1)]
+lens = [[len(c) for c in comps] for _, (comps, _) in runs]
+emit(part="rollout", decode="model.decode", seconds=round(sum(dt for dt, _ in runs) / len(runs), 3),
+     each=[round(dt, 3) for dt, _ in runs], len_max=[max(x) for x in lens],
+     len_mean=round(sum(map(sum, lens)) / sum(map(len, lens)), 1))
 
+if dev == "cuda":   # GPU kernels of one decoding step: the CUDA graph replays as many
+    from torch.profiler import ProfilerActivity, profile
 
-new_decode = M.decode
-for label, fn in (("loop before (commit 5b882fb)", old_decode), ("model.decode", new_decode)):
-    M.decode = fn
-    roll = lambda seed: rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=seed, gen_batch=256)
-    timed(lambda: roll(0))   # warm-up
-    runs = [timed(lambda: roll(seed)) for seed in range(1, cli.reps + 1)]   # the same seeds for each variant
-    lens = [[len(c) for c in comps] for _, (comps, _) in runs]
-    emit(part="rollout", decode=label, seconds=round(sum(dt for dt, _ in runs) / len(runs), 3),
-         each=[round(dt, 3) for dt, _ in runs], len_max=[max(x) for x in lens],
-         len_mean=round(sum(map(sum, lens)) / sum(map(len, lens)), 1))
-M.decode = new_decode
+    def kernels(n_new):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            M.generate(model, prompts, n_new, temperature=1.0, seed=0, cuda_graph=False)
+            torch.cuda.synchronize()
+        return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    short, long = kernels(9), kernels(41)
+    emit(part="decode step", kernels_per_step=round((len(long) - len(short)) / 32, 1))
+    names = {}
+    for e in long:
+        names[e.name] = names.get(e.name, 0) + 1
+    for n, c in sorted(names.items(), key=lambda kv: -kv[1])[:40]:
+        print(f"{c:6d}  {n[:140]}", file=sys.stderr)
 
 comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
 adv = torch.randn(len(comps))
