@@ -211,7 +211,7 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, impl, mask=None, cache=None, pos=None):
         """x (B, T, C) -> (B, T, C). impl: "dense", "tiled" or "flex" over whole sequences (a prefill
         also stores their keys/values in `cache`), or "cache": one decoding step, row r's token at pos[r]
-        against the cache. mask: shared by all layers of a call (flex's block mask or the visible slots)."""
+        against the cache. mask: shared by all layers of a call (flex's block mask, or KVCache.at's)."""
         B, T, _ = x.shape
         cfg, D = self.cfg, self.cfg.head_dim
         q = self.q_proj(x).view(B, T, cfg.n_head, D).transpose(1, 2)
@@ -221,11 +221,12 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
         if impl == "cache":
-            k, v = cache.update(self.layer_idx, k, v, pos)          # every slot of this layer
+            slot, visible = mask[self.kind]                         # this step's, for the layer's kind
+            k, v = cache.update(self.layer_idx, k, v, slot, pos)    # every slot of this layer
             # one query per row: the G query heads sharing a key head are G queries against its slots, so
-            # SDPA needs no grouped-query support; mask: (B, 1, 1, slots), 0 or -inf, added to the scores
+            # SDPA needs no grouped-query support (visible: 0 or -inf, added to the scores)
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
-            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=mask[self.kind]).view(B, cfg.n_head, 1, D)
+            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=visible).view(B, cfg.n_head, 1, D)
         else:
             if cache is not None:
                 cache.fill(self.layer_idx, k, v)
@@ -348,11 +349,9 @@ class GPT(nn.Module):
         cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (DecodeStep)."""
         dtype = cache.k[0].dtype   # what q and k are computed in: tables and masks are cast once, not per layer
         cos, sin = self.rope_cos[pos][:, None, None].to(dtype), self.rope_sin[pos][:, None, None].to(dtype)
-        visible = {kind: torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill_(~m, float("-inf"))
-                   for kind, m in cache.visible(pos).items()}       # once for all layers
-        x = self.tok_emb(tok)[:, None]
+        at, x = cache.at(pos, dtype), self.tok_emb(tok)[:, None]   # slots and masks: once for all layers
         for block in self.layers:
-            x = block(x, cos, sin, "cache", visible, cache, pos)
+            x = block(x, cos, sin, "cache", at, cache, pos)
         return self.lm_head(self.norm(x))[:, 0]
 
     def num_params(self):
@@ -417,34 +416,36 @@ class KVCache:
         self.k[layer][:, :, S:] = k.gather(2, idx)
         self.v[layer][:, :, S:] = v.gather(2, idx)
 
-    def update(self, layer, k, v, pos):
-        """Decoding: write each row's k/v (B, Hkv, 1, D) at its position, in place; -> all slots."""
-        kind = self.cfg.layer_kinds()[layer]
+    def update(self, layer, k, v, slot, pos):
+        """Decoding: write each row's k/v (B, Hkv, 1, D) at its slot (B,), in place; -> all slots."""
         K, V = self.k[layer], self.v[layer]
-        S, R = self.sinks, self.ring
+        S = self.sinks
         expand = lambda i: i[:, None, None, None].expand(-1, K.shape[1], 1, K.shape[3])
-        slot = pos if kind == "F" else S + pos % R
         K.scatter_(2, expand(slot), k)
         V.scatter_(2, expand(slot), v)
-        if kind == "S" and S:   # the first S positions are also kept for good in the sink slots
+        if self.cfg.layer_kinds()[layer] == "S" and S:   # the first S positions are also kept for good in the sinks
             is_sink = (pos < S)[:, None, None, None]
             sink_slot = expand(pos.clamp(max=S - 1))
             K.scatter_(2, sink_slot, torch.where(is_sink, k, K.gather(2, sink_slot)))
             V.scatter_(2, sink_slot, torch.where(is_sink, v, V.gather(2, sink_slot)))
         return K, V
 
-    def visible(self, pos):
-        """Which slots each row's query at `pos` may see, per layer kind: (B, 1, 1, slots)."""
-        dev = pos.device
-        full = torch.arange(self.max_len, device=dev) <= pos[:, None]
-        S, R = self.sinks, self.ring
-        ring_pos = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R
-        sliding = ring_pos >= 0
-        if S:
-            sink = torch.arange(S, device=dev)
-            sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)
-            sliding = torch.cat([sink_visible, sliding], dim=1)
-        return {"F": full[:, None, None], "S": sliding[:, None, None]}
+    def at(self, pos, dtype):
+        """What a decoding step at `pos` (B,) needs, per layer kind, worked out once for all layers: the slot
+        each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`."""
+        dev, S, R = pos.device, self.sinks, self.ring
+        additive = lambda m: torch.zeros(m.shape, dtype=dtype, device=dev).masked_fill_(~m, float("-inf"))[:, None, None]
+        kinds, out = set(self.cfg.layer_kinds()), {}
+        if "F" in kinds:
+            out["F"] = pos, additive(torch.arange(self.max_len, device=dev) <= pos[:, None])
+        if "S" in kinds:
+            sliding = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R >= 0   # the ring's slots in use
+            if S:
+                sink = torch.arange(S, device=dev)
+                sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)
+                sliding = torch.cat([sink_visible, sliding], dim=1)
+            out["S"] = S + pos % R, additive(sliding)
+        return out
 
 
 def kv_cache_bytes(cfg, seq_len, batch=1, dtype_bytes=2):

@@ -1,8 +1,8 @@
 """
 Where an RL step's time goes (issue 12): the rollouts of one step (256 samples), the GPU kernels of
-one decoding step (their names to stderr), and the update at two micro-batch sizes, plus a profile
-of one update (stderr). One JSON line per measurement. Earlier versions of this file compared decode
-loops: steptime3_*.jsonl (commit 9d5fda5: loops dropping stopped rows) and steptime1/2 (1b2adcb).
+one decoding step (their names to stderr), and the update with the sliding layers on the tiled
+and the dense path, plus a profile of each (stderr). One JSON line per measurement. Earlier
+versions compared decode loops: steptime3_*.jsonl (commit 9d5fda5: loops dropping stopped rows).
 
     python results/h100/steptime.py --init runs/d6k/sft_swa.pt > steptime_swa.jsonl
 """
@@ -79,19 +79,22 @@ if dev == "cuda":   # GPU kernels of one decoding step: the CUDA graph replays a
 
 comps, _ = rl.rollout(model, prompts, n_new, 1.0, enc.eot_token, seed=1, gen_batch=256)
 adv = torch.randn(len(comps))
-for mbt in (16384, 32768):
+for mbt, impl in ((32768, "tiled"), (32768, "dense"), (65536, "dense")):   # sliding layers' training path
     args.micro_batch_tokens = mbt
     m = copy.deepcopy(model).train()
+    m.attn_impl = impl
     opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
     step = lambda: rl.optimize(m, opt, prompts, comps, adv, args, None, None, 1e-6)
     timed(step)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     times = [timed(step)[0] for _ in range(cli.reps)]
-    emit(part="update", micro_batch_tokens=mbt, seconds=round(min(times), 3),
+    emit(part="update", micro_batch_tokens=mbt, attn_impl=impl, seconds=round(min(times), 3),
          peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if dev == "cuda" else None)
-    if mbt == 32768 and dev == "cuda":
+    if dev == "cuda":
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
+        print(f"update, micro-batches of {mbt} tokens, {impl}:", file=sys.stderr)
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15), file=sys.stderr)
-        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=15), file=sys.stderr)
