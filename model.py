@@ -226,7 +226,7 @@ class Attention(nn.Module):
             # one query per row: the G query heads sharing a key head are G queries against its slots, so
             # SDPA needs no grouped-query support (visible: 0 or -inf, added to the scores)
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
-            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=visible).view(B, cfg.n_head, 1, D)
+            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=visible).reshape(B, cfg.n_head, 1, D)
         else:
             if cache is not None:
                 cache.fill(self.layer_idx, k, v)
