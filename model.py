@@ -536,7 +536,8 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     a new CUDA graph for the new shape), so they attend over the slots in use rather than over every
     slot of the longest possible sequence. Rows that stopped keep decoding until the last one does:
     dropping them measured slower on an H100 (results/h100/steptime/: a step of the default model
-    costs about as much for 1 row as for 256, and every new graph a few milliseconds)."""
+    costs about as much for 1 row as for 256, and every new graph a few milliseconds). On CUDA under
+    autocast it decodes with a copy of the model whose linear weights are cast once (with_linear_weights_in)."""
     B, device = logits.shape[0], logits.device
     if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
         model = with_linear_weights_in(model, torch.get_autocast_dtype("cuda"))
