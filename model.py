@@ -220,7 +220,8 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)   # keys cached after RoPE
+        qk = apply_rope(torch.cat([q, k], 1), cos, sin)          # both in one pass; keys cached after RoPE
+        q, k = qk[:, :cfg.n_head], qk[:, cfg.n_head:]
         if impl == "cache":
             slot, visible = mask[self.kind]                         # this step's, for the layer's kind
             k, v = cache.update(self.layer_idx, k, v, slot, pos)    # every slot of this layer
