@@ -14,6 +14,7 @@ import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import model as M  # noqa: E402
@@ -62,8 +63,6 @@ emit(part="rollout", decode="model.decode", seconds=round(sum(dt for dt, _ in ru
      len_mean=round(sum(map(sum, lens)) / sum(map(len, lens)), 1))
 
 if dev == "cuda":   # GPU kernels of one decoding step: the CUDA graph replays as many
-    from torch.profiler import ProfilerActivity, profile
-
     def kernels(n_new):
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             M.generate(model, prompts, n_new, temperature=1.0, seed=0, cuda_graph=False)
@@ -92,7 +91,6 @@ for mbt, impl in ((32768, "tiled"), (32768, "dense"), (65536, "dense")):   # sli
     emit(part="update", micro_batch_tokens=mbt, attn_impl=impl, seconds=round(min(times), 3),
          peak_mem_gb=round(torch.cuda.max_memory_allocated() / 1e9, 2) if dev == "cuda" else None)
     if dev == "cuda":
-        from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()
             torch.cuda.synchronize()
