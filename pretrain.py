@@ -257,7 +257,11 @@ def main():
     g.add_argument("--window", type=POSITIVE_INT,
                    help="the run's window: the window-friendly traces are written for it, "
                         "and later stages (convert, sft, rl, eval) take it from here")
-    g.add_argument("--window-friendly-frac", type=FRACTION, help="share of window-friendly solutions")
+    g.add_argument("--window-friendly-frac", type=FRACTION,
+                   help="share of window-friendly solutions in the data record: what SFT writes, later stages read")
+    g.add_argument("--corpus-wf-frac", type=FRACTION,
+                   help="share of window-friendly solutions in the pretraining corpus only (default: the preset's, "
+                        "else --window-friendly-frac)")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
@@ -283,8 +287,11 @@ def main():
             knobs[k] = getattr(args, k)
     check_knobs(knobs, "--data-knobs")
     t0 = time.time()
-    rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, knobs), cfg.max_seq_len)
-    val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, knobs), cfg.max_seq_len)
+    # the base learns both styles from its corpus; the share SFT teaches is the data record's (knobs)
+    corpus = {**knobs, "window_friendly_frac": knobs["window_friendly_frac"] if args.corpus_wf_frac is None
+              else args.corpus_wf_frac}
+    rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, corpus), cfg.max_seq_len)
+    val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, corpus), cfg.max_seq_len)
     val_batches = [tuple(t[i:i + args.batch_size] for t in val)
                    for i in range(0, val[0].shape[0], args.batch_size)]
     print(f"data: {rows[0].shape[0]} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s); "
@@ -292,7 +299,8 @@ def main():
     model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
     meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
-            "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps}]}
+            "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps,
+                         "corpus_wf_frac": corpus["window_friendly_frac"]}]}
     t0 = time.time()
     last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
     print(json.dumps({**last, "wall_s": round(time.time() - t0, 1), "out": args.out}))

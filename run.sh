@@ -5,17 +5,18 @@
 #   GRPO both (same settings) -> eval.py on all of them and on the converted model before SFT
 #
 #   bash run.sh [--preset smoke|tiny|cpu|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
-#               [--sinks N] [--layer-pattern S] [--wf-frac F] [--out runs/NAME] [--force]
+#               [--sinks N] [--layer-pattern S] [--wf-frac F] [--corpus-wf-frac F]
+#               [--out runs/NAME] [--force]
 #
 # Every setting comes from one row of the presets table (common.py); without --preset, default
 # when CUDA is available, cpu otherwise; the row's expected time is printed first. --window and
 # --wf-frac go to pretraining and flow from there through every checkpoint's data record (convert,
-# SFT, RL and eval read them there). Each stage skips work whose finished output exists (training
-# stages resume a partial one), unless --force.
+# SFT, RL and eval read them there); --corpus-wf-frac is the pretraining corpus's share alone. Each
+# stage skips work whose finished output exists (training stages resume a partial one), unless --force.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" out="" force=0 rl_seeds=""
+preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" corpus_wf="" out="" force=0 rl_seeds=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --preset) preset=$2; shift 2 ;;
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --sinks) sinks=$2; shift 2 ;;
     --layer-pattern) pattern=$2; shift 2 ;;
     --wf-frac) wf_frac=$2; shift 2 ;;
+    --corpus-wf-frac) corpus_wf=$2; shift 2 ;;
     --rl-seeds) rl_seeds=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --force) force=1; shift ;;
@@ -47,7 +49,7 @@ mkdir -p "$out"
 # over, removing the old stage outputs (old RL seeds would otherwise still be plotted).
 record=$("$PY" -c 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' \
   preset "$preset" seed "$seed" window "${window:-preset}" sinks "$sinks" layer_pattern "$pattern" \
-  wf_frac "${wf_frac:-preset}" rl_seeds "$rl_seeds")
+  wf_frac "${wf_frac:-preset}" rl_seeds "$rl_seeds" $( [ -n "$corpus_wf" ] && echo corpus_wf_frac "$corpus_wf" ))
 if [ -s "$out/run.json" ] && [ "$(cat "$out/run.json")" != "$record" ]; then
   if [ $force = 0 ]; then
     echo "error: $out holds a run made with other settings ($(cat "$out/run.json")); use another --out," \
@@ -64,6 +66,7 @@ resume=$([ $force = 1 ] && echo "" || echo "--resume")
 data=()
 [ -n "$window" ] && data+=(--window "$window")
 [ -n "$wf_frac" ] && data+=(--window-friendly-frac "$wf_frac")
+[ -n "$corpus_wf" ] && data+=(--corpus-wf-frac "$corpus_wf")
 say() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 start=$(date +%s)
 

@@ -179,3 +179,18 @@ def test_the_window_flows_from_pretraining_to_every_stage(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["results"][0]["dep_window"] == 40 and res["settings"]["data_knobs"]["window_friendly_frac"] == 0.7
+
+
+def test_corpus_share_applies_to_pretraining_only(tmp_path, monkeypatch):
+    """--corpus-wf-frac sets the window-friendly share of the pretraining corpus; the data record keeps
+    --window-friendly-frac (what SFT writes) and the history says what the corpus held."""
+    seen = []
+    real = pretrain.packed_rows
+    monkeypatch.setattr(pretrain, "packed_rows", lambda enc, probs, n: seen.append(probs) or real(enc, probs, n))
+    out = str(tmp_path / "base.pt")
+    monkeypatch.setattr(sys, "argv", ["pretrain.py", "--preset", "smoke", "--n-train", "40", "--corpus-wf-frac", "1",
+                                      "--window-friendly-frac", "0.1", "--out", out, "--device", "cpu"])
+    pretrain.main()
+    assert len(seen) == 2 and all(r["style"] == "wf" for probs in seen for r in probs)   # train and val
+    meta = read_checkpoint(out)["meta"]
+    assert meta["data"]["window_friendly_frac"] == 0.1 and meta["history"][0]["corpus_wf_frac"] == 1
