@@ -260,8 +260,8 @@ def main():
     g.add_argument("--window-friendly-frac", type=FRACTION,
                    help="share of window-friendly solutions in the data record: what SFT writes, later stages read")
     g.add_argument("--corpus-wf-frac", type=FRACTION,
-                   help="share of window-friendly solutions in the pretraining corpus only (default: the preset's, "
-                        "else --window-friendly-frac)")
+                   help="share of window-friendly solutions in the pretraining corpus only "
+                        "(default: --window-friendly-frac)")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
@@ -288,8 +288,9 @@ def main():
     check_knobs(knobs, "--data-knobs")
     t0 = time.time()
     # the base learns both styles from its corpus; the share SFT teaches is the data record's (knobs)
-    corpus = {**knobs, "window_friendly_frac": knobs["window_friendly_frac"] if args.corpus_wf_frac is None
-              else args.corpus_wf_frac}
+    corpus = dict(knobs)
+    if args.corpus_wf_frac is not None:
+        corpus["window_friendly_frac"] = args.corpus_wf_frac
     rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, corpus), cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, corpus), cfg.max_seq_len)
     val_batches = [tuple(t[i:i + args.batch_size] for t in val)

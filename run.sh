@@ -47,6 +47,7 @@ mkdir -p "$out"
 # The run record: the settings that made this folder. A rerun with other settings would otherwise
 # reuse the old checkpoints (and report their window as the new one), so it refuses; --force starts
 # over, removing the old stage outputs (old RL seeds would otherwise still be plotted).
+# (corpus_wf_frac only when given: folders made before the flag keep their record)
 record=$("$PY" -c 'import json, sys; a = sys.argv[1:]; print(json.dumps(dict(zip(a[::2], a[1::2]))))' \
   preset "$preset" seed "$seed" window "${window:-preset}" sinks "$sinks" layer_pattern "$pattern" \
   wf_frac "${wf_frac:-preset}" rl_seeds "$rl_seeds" $( [ -n "$corpus_wf" ] && echo corpus_wf_frac "$corpus_wf" ))
