@@ -261,7 +261,7 @@ def main():
                    help="share of window-friendly solutions in the data record: what SFT writes, later stages read")
     g.add_argument("--corpus-wf-frac", type=FRACTION,
                    help="share of window-friendly solutions in the pretraining corpus only "
-                        "(default: --window-friendly-frac)")
+                        "(default: the preset's, else --window-friendly-frac)")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
