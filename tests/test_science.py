@@ -1,7 +1,9 @@
 """The first half of the finding, on CI's 2 cores: a short run of the `cpu` preset (pretraining cut to a
-quarter of its tokens: 600 steps of 16 rows, then SFT of the SA base and of its SWA conversion, as
-run.sh does them; ~3 minutes) and the models' teacher-forced predictions of the numbers a trace copies
-from earlier in it. Measured here (2 cores): far operands SA 72%, SWA 44%; wf copies 78% and 78%.
+half of its tokens: 900 steps of 32 rows, then SFT of the SA base and of its SWA conversion, as run.sh
+does them; ~4 minutes) and the models' teacher-forced predictions of the numbers a trace copies from
+earlier in it. Measured here (2 cores): far operands SA 94%, SWA 45%; wf copies 95% and 95%. The look-up
+skill arrives abruptly (near step 660 of 32 rows): a quarter of the tokens (600 x 16) sat at its edge, where
+one run's SA model got 72% of far operands and another's 54% (failing); 900 x 32 is well past it.
 
   - In "sa" traces, the operands that lie more than W tokens back: the SA model predicts them well,
     the SWA model cannot see them (the gap SFT leaves, and why).
@@ -21,7 +23,7 @@ from data.deps import operand_positions
 from data.mathgen import make_problems
 from data.tokenizer import encode_example
 
-STEPS, BATCH = 600, 16   # the preset: 1700 x 32
+STEPS, BATCH = 900, 32   # the preset: 1700 x 32; the look-up skill comes near step 660
 
 
 def run(main, monkeypatch, *args):
