@@ -25,6 +25,6 @@ if ! _has "$PY"; then
     fi
   fi
   "$PY" -m pip install -q -r requirements.txt
-  [ "${1:-}" = test ] && "$PY" -m pip install -q pytest "transformers==5.25.0"  # test_hf checks its conventions
+  [ "${1:-}" = test ] && "$PY" -m pip install -q pytest "transformers==5.25.0"  # test_hf checks against it
   _has "$PY" || { echo "error: setup could not install: $_mods" >&2; exit 1; }
 fi
