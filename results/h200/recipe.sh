@@ -6,6 +6,7 @@
 # slower); a base's later stages run while the next one pretrains. Every line resumes or skips what is done,
 # so on the device the same command runs again until it prints "recipe: done":
 #   timeout 570 bash results/h200/recipe.sh runs/h200
+# BASES="1 2" bash results/h200/recipe.sh runs/h200 does only those bases (a device call that may be the last)
 # (PRESET=smoke bash results/h200/recipe.sh runs/x checks the plumbing on a CPU in a few minutes)
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM   # a timeout stops the whole pipeline, background jobs included
@@ -49,7 +50,7 @@ later() {   # everything after pretraining, for the base of seed $1
   wait; t "s$S eval"
 }
 
-for S in 0 1 2; do
+for S in ${BASES:-0 1 2}; do
   mkdir -p $O/s$S
   finished $O/s$S/base.pt || python pretrain.py --preset ${PRESET:-default} --seed $S --out $O/s$S/base.pt --resume \
     >> $O/s$S/pretrain.log 2>&1 || continue
@@ -58,11 +59,12 @@ for S in 0 1 2; do
 done
 wait
 # the step time alone on the GPU: 6 steps of 256 rollouts (rl_*.jsonl's step_time; the first step compiles)
-for m in swa sa; do
+[ -f $O/s0/sft_sa.pt ] && for m in swa sa; do
   new $O/steptime_$m.pt && python rl.py --init $O/s0/sft_$m.pt --steps 6 --eval-every 0 --save-every 0 \
     --out $O/steptime_$m.pt > $O/steptime_$m.log 2>&1
 done
 t all
-for S in 0 1 2; do echo "## base s$S"; cat $O/s$S/eval_*.md 2>/dev/null; done
-n=$(ls $O/s*/eval_*.json 2>/dev/null | wc -l)
-[ $n = 9 ] && [ -f $O/steptime_sa.pt ] && echo "recipe: done" || echo "recipe: $n of 9 evaluations written; run it again"
+for S in ${BASES:-0 1 2}; do echo "## base s$S"; cat $O/s$S/eval_*.md 2>/dev/null; done
+want=0; for S in ${BASES:-0 1 2}; do want=$(( want + ($S == 0 ? 5 : 2) )); done   # s0: sft, ctl, rl0-2
+n=$(for S in ${BASES:-0 1 2}; do ls $O/s$S/eval_*.json 2>/dev/null; done | wc -l)
+[ $n = $want ] && echo "recipe: done" || echo "recipe: $n of $want evaluations written; run it again"
