@@ -19,34 +19,35 @@ sys.exit(m.get('train_state') is not None)" "$1" 2> /dev/null; }   # pretrain --
 [ -f data/tokenizer.tiktoken ] || python -m data.tokenizer
 E() { local D=$1 n=$2; shift 2; new $D/eval_$n.json && python eval.py --n 1000 --k 2 --no-progress --batch-size 1000 \
   --json $D/eval_$n.json --md $D/eval_$n.md "$@" > $D/eval_$n.log 2>&1; }
+R() { python rl.py --init $1/sft_$2.pt --seed $3 --out $1/rl_$2_s$3.pt --save-every 10 --resume \
+  >> $1/rl_$2_s$3.log 2>&1; }   # RL of model $2 (sa|swa) of base folder $1, seed $3
 
-later() {   # everything after pretraining, for the base of seed $1
-  local S=$1 D=$O/s$1 seeds=0
-  [ $S = 0 ] && seeds="0 1 2"
+later() {   # everything after pretraining, for the base of seed $1: the core rows first, then base 0's extras
+  local S=$1 D=$O/s$1
   if new $D/swa.pt; then python convert.py --init $D/base.pt --out $D/swa.pt > $D/convert.json 2> $D/convert.log || return; fi
   python sft.py --init $D/base.pt --seed $S --out $D/sft_sa.pt --resume >> $D/sft_sa.log 2>&1 &
   python sft.py --init $D/swa.pt --seed $S --out $D/sft_swa.pt --resume >> $D/sft_swa.log 2>&1 &
-  [ $S = 0 ] && python sft.py --init $D/swa.pt --window-friendly-frac 1 --out $D/ctl_wfonly.pt --resume \
-    >> $D/ctl_wfonly.log 2>&1 &
   wait; t "s$S sft"
-  for m in sa swa; do for r in $seeds; do
-    python rl.py --init $D/sft_$m.pt --seed $r --out $D/rl_${m}_s$r.pt --save-every 10 --resume >> $D/rl_${m}_s$r.log 2>&1 &
-  done; done
-  if [ $S = 0 ]; then   # control 2: the SA model's own correct samples, as many sequences as RL sees (40 x 256)
+  E $D sft --ckpt $D/swa.pt $D/sft_sa.pt $D/sft_swa.pt --label "SWA converted, no SFT" --label "SA + SFT" \
+    --label "SWA + SFT" &
+  R $D sa 0 & R $D swa 0 & wait; t "s$S rl seed 0"
+  E $D rl0 --ckpt $D/rl_sa_s0.pt $D/rl_swa_s0.pt --label "SA + SFT + RL (seed 0)" --label "SWA + SFT + RL (seed 0)" &
+  if [ $S = 0 ]; then   # RL seeds 1 and 2, and the two SFT controls
+    python sft.py --init $D/swa.pt --window-friendly-frac 1 --out $D/ctl_wfonly.pt --resume >> $D/ctl_wfonly.log 2>&1 &
+    for r in 1 2; do R $D sa $r & R $D swa $r & done
+    # control 2: the SA model's own correct samples, as many sequences as RL sees (40 x 256)
     new $D/sa_samples.jsonl && python distill.py --ckpt $D/sft_sa.pt --n 10240 --out $D/sa_samples.jsonl \
       > $D/distill.json 2> $D/distill.log
     python sft.py --init $D/sft_swa.pt --data $D/sa_samples.jsonl --steps 40 --batch-size 256 --warmup 4 --lr 1e-4 \
       --out $D/ctl_distill.pt --resume >> $D/ctl_distill.log 2>&1
+    wait; t "s$S rl seeds 1 2, controls"
+    E $D ctl --ckpt $D/ctl_wfonly.pt $D/ctl_distill.pt --label "control: SWA + SFT on wf traces only" \
+      --label "control: SWA + SFT, then SFT on SA samples" &
+    for r in 1 2; do
+      E $D rl$r --ckpt $D/rl_sa_s$r.pt $D/rl_swa_s$r.pt --label "SA + SFT + RL (seed $r)" \
+        --label "SWA + SFT + RL (seed $r)" &
+    done
   fi
-  wait; t "s$S rl"
-  E $D sft --ckpt $D/swa.pt $D/sft_sa.pt $D/sft_swa.pt --label "SWA converted, no SFT" --label "SA + SFT" \
-    --label "SWA + SFT" &
-  [ $S = 0 ] && E $D ctl --ckpt $D/ctl_wfonly.pt $D/ctl_distill.pt --label "control: SWA + SFT on wf traces only" \
-    --label "control: SWA + SFT, then SFT on SA samples" &
-  for r in $seeds; do
-    E $D rl$r --ckpt $D/rl_sa_s$r.pt $D/rl_swa_s$r.pt --label "SA + SFT + RL (seed $r)" \
-      --label "SWA + SFT + RL (seed $r)" &
-  done
   wait; t "s$S eval"
 }
 
