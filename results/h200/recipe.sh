@@ -12,6 +12,7 @@ set -uo pipefail
 trap 'trap - TERM; kill 0' TERM   # a timeout stops the whole pipeline, background jobs included
 export PYTHONUNBUFFERED=1
 O=${1:-runs/h200}
+B=${BASES:-0 1 2}   # the bases (seeds) to do
 t0=$(date +%s); t() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 new() { [ ! -f "$1" ]; }   # an output not written yet (checkpoints and JSON are renamed into place whole)
 finished() { python -c "import sys, torch; m = torch.load(sys.argv[1], weights_only=False)['meta']
@@ -21,6 +22,8 @@ E() { local D=$1 n=$2; shift 2; new $D/eval_$n.json && python eval.py --n 1000 -
   --json $D/eval_$n.json --md $D/eval_$n.md "$@" > $D/eval_$n.log 2>&1; }
 R() { python rl.py --init $1/sft_$2.pt --seed $3 --out $1/rl_$2_s$3.pt --save-every 10 --resume \
   >> $1/rl_$2_s$3.log 2>&1; }   # RL of model $2 (sa|swa) of base folder $1, seed $3
+ER() { E $1 rl$2 --ckpt $1/rl_sa_s$2.pt $1/rl_swa_s$2.pt --label "SA + SFT + RL (seed $2)" \
+  --label "SWA + SFT + RL (seed $2)"; }   # evaluation of both models' RL seed $2
 
 later() {   # everything after pretraining, for the base of seed $1: the core rows first, then base 0's extras
   local S=$1 D=$O/s$1
@@ -31,7 +34,7 @@ later() {   # everything after pretraining, for the base of seed $1: the core ro
   E $D sft --ckpt $D/swa.pt $D/sft_sa.pt $D/sft_swa.pt --label "SWA converted, no SFT" --label "SA + SFT" \
     --label "SWA + SFT" &
   R $D sa 0 & R $D swa 0 & wait; t "s$S rl seed 0"
-  E $D rl0 --ckpt $D/rl_sa_s0.pt $D/rl_swa_s0.pt --label "SA + SFT + RL (seed 0)" --label "SWA + SFT + RL (seed 0)" &
+  ER $D 0 &
   if [ $S = 0 ]; then   # RL seeds 1 and 2, and the two SFT controls
     python sft.py --init $D/swa.pt --window-friendly-frac 1 --out $D/ctl_wfonly.pt --resume >> $D/ctl_wfonly.log 2>&1 &
     for r in 1 2; do R $D sa $r & R $D swa $r & done
@@ -43,15 +46,12 @@ later() {   # everything after pretraining, for the base of seed $1: the core ro
     wait; t "s$S rl seeds 1 2, controls"
     E $D ctl --ckpt $D/ctl_wfonly.pt $D/ctl_distill.pt --label "control: SWA + SFT on wf traces only" \
       --label "control: SWA + SFT, then SFT on SA samples" &
-    for r in 1 2; do
-      E $D rl$r --ckpt $D/rl_sa_s$r.pt $D/rl_swa_s$r.pt --label "SA + SFT + RL (seed $r)" \
-        --label "SWA + SFT + RL (seed $r)" &
-    done
+    ER $D 1 & ER $D 2 &
   fi
   wait; t "s$S eval"
 }
 
-for S in ${BASES:-0 1 2}; do
+for S in $B; do
   mkdir -p $O/s$S
   finished $O/s$S/base.pt || python pretrain.py --preset ${PRESET:-default} --seed $S --out $O/s$S/base.pt --resume \
     >> $O/s$S/pretrain.log 2>&1 || continue
@@ -65,7 +65,7 @@ wait
     --out $O/steptime_$m.pt > $O/steptime_$m.log 2>&1
 done
 t all
-for S in ${BASES:-0 1 2}; do echo "## base s$S"; cat $O/s$S/eval_*.md 2>/dev/null; done
-want=0; for S in ${BASES:-0 1 2}; do want=$(( want + ($S == 0 ? 5 : 2) )); done   # s0: sft, ctl, rl0-2
-n=$(for S in ${BASES:-0 1 2}; do ls $O/s$S/eval_*.json 2>/dev/null; done | wc -l)
+for S in $B; do echo "## base s$S"; cat $O/s$S/eval_*.md 2>/dev/null; done
+want=0; for S in $B; do want=$(( want + ($S == 0 ? 5 : 2) )); done   # s0: sft, ctl, rl0-2
+n=$(for S in $B; do ls $O/s$S/eval_*.json 2>/dev/null; done | wc -l)
 [ $n = $want ] && echo "recipe: done" || echo "recipe: $n of $want evaluations written; run it again"

@@ -1,4 +1,4 @@
-"""The tables and the issue's targets from what results/h200/recipe.sh wrote (its eval_*.json, RL metrics):
+"""The tables from what results/h200/recipe.sh wrote (its eval_*.json, RL metrics):
     python results/h200/summary.py results/h200/main      # prints Markdown
 Per base: greedy accuracy of SA + SFT, SWA + SFT and each RL seed, the post-SFT gap and the share of it
 left after RL; base s0 also gets the mechanism columns, the controls and the RL step time."""
@@ -8,6 +8,9 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from eval import _pct as pct   # noqa: E402  the results table's own percent format
+
 
 def rows(d):
     """label -> result dict, from every eval_*.json of one base folder."""
@@ -16,10 +19,6 @@ def rows(d):
         for r in json.load(open(f))["results"]:
             out[r["label"]] = r
     return out
-
-
-def pct(x):
-    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def mean_sd(xs):
@@ -42,13 +41,13 @@ def main(root):
         r = rows(d)
         if "SA + SFT" not in r:
             continue
-        seeds = sorted(int(k.split("seed ")[1][:-1]) for k in r if k.startswith("SWA + SFT + RL"))
-        sa = [r[f"SA + SFT + RL (seed {s})"]["greedy_acc"] for s in seeds if f"SA + SFT + RL (seed {s})" in r]
-        swa = [r[f"SWA + SFT + RL (seed {s})"]["greedy_acc"] for s in seeds]
+        sa, swa = ([x["greedy_acc"] for k, x in r.items() if k.startswith(f"{m} + SFT + RL")]
+                   for m in ("SA", "SWA"))
         g0 = r["SA + SFT"]["greedy_acc"] - r["SWA + SFT"]["greedy_acc"]
         g1 = statistics.mean(sa) - statistics.mean(swa) if sa and swa else None
         left = "-" if g1 is None or g0 <= 0 else f"{g1 / g0:.0%}"
-        print(f"| {os.path.basename(d)} | {pct(r['SA + SFT']['greedy_acc'])} | {pct(r['SWA + SFT']['greedy_acc'])} "
+        print(f"| {os.path.basename(d)} | {pct(r['SA + SFT']['greedy_acc'])} "
+              f"| {pct(r['SWA + SFT']['greedy_acc'])} "
               f"| {mean_sd(sa) if sa else '-'} | {mean_sd(swa) if swa else '-'} | {100 * g0:.1f} | "
               f"{'-' if g1 is None else f'{100 * g1:.1f}'} | {left} |")
         detail.append((d, r))
@@ -59,7 +58,8 @@ def main(root):
         order = lambda label: ("control" in label, "RL" in label, label[-3:], label.startswith("SWA"))
         for label, x in sorted(r.items(), key=lambda kv: order(kv[0])):
             print(f"| {label} | **{pct(x['greedy_acc'])}** | {pct(x['pass1_sampled'])} | {pct(x['pass_at_k'])} | "
-                  f"{pct(x['maj_at_k'])} | {x['len_mean']:.0f} | {pct(x['dep_far'])} / {pct(x['sample_dep_far'])} | "
+                  f"{pct(x['maj_at_k'])} | {x['len_mean']:.0f} | "
+                  f"{pct(x['dep_far'])} / {pct(x['sample_dep_far'])} | "
                   f"{pct(x['wf_frac'])} / {pct(x['sample_wf_frac'])} | {pct(x['sample_acc_wf'])} / "
                   f"{pct(x['sample_acc_sa'])} | {x['kv_bytes_per_seq'] / 1e6:.2f} |")
     for m in ("swa", "sa"):
