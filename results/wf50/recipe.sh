@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The default recipe on one H200 (issue 12), the preset as it stands (pretraining corpus half window-friendly):
+# The default recipe on one GPU (issue 12), the preset as it stands (pretraining corpus half window-friendly):
 # three bases (seeds 0 1 2), each SFT'd as SA and SWA and GRPO'd with seed 0; on base 0 also RL seeds 1 and 2
 # and the two SFT controls; eval.py on 1000 held-out test problems (greedy and 2 samples); then the RL step
 # time of each base-0 model alone on the GPU. Bases pretrain one after another (side by side they are 1.5x
 # slower); a base's later stages run while the next one pretrains. Every line resumes or skips what is done,
 # so on the device the same command runs again until it prints "recipe: done":
-#   timeout 570 bash results/h200/recipe.sh runs/h200
-# BASES="1 2" bash results/h200/recipe.sh runs/h200 does only those bases (a device call that may be the last)
-# (PRESET=smoke bash results/h200/recipe.sh runs/x checks the plumbing on a CPU in a few minutes)
+#   timeout 570 bash results/wf50/recipe.sh runs/wf50
+# BASES="1 2" bash results/wf50/recipe.sh runs/wf50 does only those bases (a device call that may be the last)
+# (PRESET=smoke bash results/wf50/recipe.sh runs/x checks the plumbing on a CPU in a few minutes)
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM   # a timeout stops the whole pipeline, background jobs included
 export PYTHONUNBUFFERED=1
-O=${1:-runs/h200}
+O=${1:-runs/wf50}
 B=${BASES:-0 1 2}   # the bases (seeds) to do
 t0=$(date +%s); t() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 new() { [ ! -f "$1" ]; }   # an output not written yet (checkpoints and JSON are renamed into place whole)

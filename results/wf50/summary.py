@@ -1,5 +1,5 @@
-"""The tables from what results/h200/recipe.sh wrote (its eval_*.json, RL metrics):
-    python results/h200/summary.py results/h200/main      # prints Markdown
+"""The tables from what results/wf50/recipe.sh wrote (its eval_*.json, RL metrics):
+    python results/wf50/summary.py results/wf50/h100      # prints Markdown
 Per base: greedy accuracy of SA + SFT, SWA + SFT and each RL seed, the post-SFT gap and the share of it
 left after RL; base s0 also gets the mechanism columns, the controls and the RL step time."""
 import glob
@@ -69,4 +69,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/h200")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/wf50")
