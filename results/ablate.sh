@@ -10,7 +10,8 @@
 # every line resumes or skips what is done, so on the device (10-minute calls) the same command runs again
 # until it prints "ablate: done"; `python results/ablate_table.py O` then prints the table.
 #   timeout 570 bash results/ablate.sh runs/default runs/abl        # results/h100/ablate2/ (20% corpus)
-#   PRESET=cpu WINDOWS=128 PATTERN=SF bash results/ablate.sh runs/cpu0 runs/cpu_abl   # results/cpu_ablate/
+#   OMP_NUM_THREADS=1 PRESET=cpu WINDOWS="32 128" PATTERN=SF bash results/ablate.sh runs/cpu0 runs/cpu_abl
+#     (B from `bash run.sh --preset cpu --out runs/cpu0`; 2 CPU cores, one thread per pipeline: results/cpu_ablate/)
 # PRESET, WINDOWS (the own-base windows: half and twice the preset's) and PATTERN (one full layer in four;
 # the 2-layer cpu model takes SF) are the only knobs.
 set -uo pipefail
