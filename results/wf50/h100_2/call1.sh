@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# session driver (not committed): the three pretrainings of the 50% ablation, side by side
+# The second H100 session's driver (README, "Ablations at 50%"), as it ran: the three pretrainings of the 50% ablation, side by side
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM
 export PYTHONUNBUFFERED=1
