@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The second H100 session's driver (README, "Ablations at 50%"), as it ran: the three pretrainings of the 50% ablation, side by side
+# The second H100 session's driver (README, "Ablations at 50%"), as it ran: the three pretrainings of the
+# 50% ablation, side by side
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM
 export PYTHONUNBUFFERED=1

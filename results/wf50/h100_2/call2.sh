@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The second H100 session's driver (README, "Ablations at 50%"), as it ran: base 0's convert, SFT (SA, SWA) and SWA RL seed 0 (the recipe's commands), and the ablations
+# The second H100 session's driver (README, "Ablations at 50%"), as it ran: base 0's convert, SFT (SA,
+# SWA) and SWA RL seed 0 (the recipe's commands), and the ablations
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM
 export PYTHONUNBUFFERED=1
