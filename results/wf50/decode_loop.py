@@ -6,11 +6,9 @@ model (random weights, batch 256, 64-token prompts, 600 new tokens, sampling at 
           as eager kernels from Python, and (full attention) the cache grown every 32 steps
   fused   the same step with sampling and bookkeeping recorded in the graph too (noise drawn inside it from
           the default generator; a fixed-size cache, so for full attention it attends over every slot)
-  compiled_graph, compiled_loop   graph and loop again with model.decode_step through torch.compile (inductor
-          fuses the norms, RoPE, residuals and SwiGLU's elementwise kernels): what gpt-fast does, untried in
-          model.py; the first call of each shape compiles (compile_s)
 decode_loop.jsonl holds graph, loop and fused from commit 5cdf2ba, whose fused step wrote the Gumbel sampling
-out instead of calling model.sample_next (one division by the temperature fewer); the compiled rows are new.
+out instead of calling model.sample_next (one division by the temperature fewer). torch.compile of the
+step was measured before: results/h100/steptime/ (decode_compile.py), README "RL step time".
 A measurement for the README, not part of the recipe:
     python results/wf50/decode_loop.py            # on a CUDA machine; --device cpu runs each path once, small
 """
@@ -99,20 +97,4 @@ for window in (128, None):
         bufs[2].zero_()
         row["fused_ms"] = 1e3 * timed(run, STEPS - 2)
         row["fused_tokens_ok"] = bool((bufs[3][:, :STEPS - 2] < cfg.vocab_size).all())
-        # compiled: graph and loop again, every GPT.decode_step call going through torch.compile
-        eager_step = M.GPT.decode_step
-        M.GPT.decode_step = torch.compile(eager_step, fullgraph=True)
-        try:
-            cache = M.KVCache(cfg, lengths, PROMPT + STEPS, dtype)
-            step = M.DecodeStep(dec, cache, B, dev)
-            t0 = time.perf_counter()
-            step(tok, pos)                  # compiles (eagerly, outside the graph), then records
-            row["compile_s"] = time.perf_counter() - t0
-            row["compiled_graph_ms"] = 1e3 * timed(lambda: step(tok, pos), STEPS)
-            cache = M.KVCache(cfg, lengths, PROMPT + STEPS, dtype)
-            row["compiled_loop_ms"] = 1e3 * timed(lambda: M.decode(model, cache, logits, lengths, STEPS, 1.0, None,
-                                                                    EOS, gen), 1 if not cuda else 3) / STEPS
-        finally:
-            M.GPT.decode_step = eager_step
-            row["graphs_compiled"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]   # all rows so far
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
