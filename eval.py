@@ -11,6 +11,7 @@ Two halves:
 Run:
     python eval.py --ckpt out/sa_sft.pt out/swa_sft.pt out/swa_rl.pt --n 1000 --k 8 --json results.json
     python eval.py --ckpt out/swa_rl.pt --data ../shared/data/gsm8k/test.jsonl --n 200
+    python eval.py --ckpt out/swa_rl.pt --n 100 --traces traces.jsonl   # also what the model wrote
     python eval.py --grader-speed ../shared/data/gsm8k/test.jsonl   # time the grader on GSM8K
     python eval.py --help
 """
@@ -106,13 +107,14 @@ def _majority(answers, correct):
 
 
 def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, batch_size=64, seed=0,
-             greedy_only=False, top_k=None, ref_window=None, timeout=None, progress=True):
+             greedy_only=False, top_k=None, ref_window=None, timeout=None, progress=True, traces=False):
     """Metrics of `model` on `problems` ([{"question", "answer", ...}]) as a JSON-ready dict.
 
     Greedy pass: accuracy, extraction rate, completion lengths, truncation, dependency distances of
     the model's own traces (beyond its window, or `ref_window` for full attention), style mix and
     the accuracy of each style, decoding speed, KV-cache bytes. Unless greedy_only or k == 0, also k
     samples per problem at `temperature`: sampled pass@1, pass@k, maj@k, style mix, far dependencies.
+    traces: also the greedy traces themselves, under "traces" (one dict per problem).
     Same seed, same batch size -> same numbers (timings aside)."""
     from data.tokenizer import encode_prompt
     from model import kv_cache_bytes
@@ -159,6 +161,12 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
         "max_new_tokens": max_new_tokens,
         "k": 0, "temperature": None, "pass1_sampled": None, "pass_at_k": None, "maj_at_k": None,
     }
+
+    if traces:
+        from data.mathgen import solution_style
+        res["traces"] = [{"problem": i, "question": p["question"], "gold": g, "correct": c, "stopped": j[1],
+                          "style": solution_style(j[2]), "text": j[2]}
+                         for i, (p, g, c, j) in enumerate(zip(problems, golds, correct, judged))]
 
     # sampled pass: k completions per problem
     if k > 0 and not greedy_only:
@@ -258,6 +266,8 @@ def main(argv=None):
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--json", metavar="PATH", help="write settings and metrics as JSON")
     ap.add_argument("--md", metavar="PATH", help="write the markdown table")
+    ap.add_argument("--traces", metavar="PATH", help="write every greedy trace as JSON lines (label, problem, "
+                                                    "question, gold, correct, stopped, style, text)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     # tools
     ap.add_argument("--grader-speed", metavar="JSONL", help="time the grader on a GSM8K-format file and exit")
@@ -274,7 +284,7 @@ def main(argv=None):
 
     from common import apply_preset, check_room, claim_outputs, data_knobs, load, pick_device, write_atomic
     device = pick_device(args.device)
-    claim_outputs([args.json, args.md], [*args.ckpt, args.data if args.data != "mathgen" else None])
+    claim_outputs([args.json, args.md, args.traces], [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
     args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
@@ -300,7 +310,7 @@ def main(argv=None):
 
     for path, model, enc, _ in models:   # every model fits the task, before any generation
         check_room(path, model.config.max_seq_len, enc, problems, args.max_new_tokens or 1)
-    rows = []
+    rows, traces = [], []
     for i, (path, model, enc, meta) in enumerate(models):
         label = args.label[i] if args.label else os.path.splitext(os.path.basename(path))[0]
         model.to(device)
@@ -308,10 +318,11 @@ def main(argv=None):
             res = evaluate(model, enc, problems, k=args.k, temperature=args.temperature,
                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
                            top_k=args.top_k, ref_window=knobs["window"], timeout=args.grade_timeout,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, traces=bool(args.traces))
         except ValueError as e:
             fail(f"{path}: {str(e).splitlines()[0]}")
         model.to("cpu")
+        traces += [{"label": label, **t} for t in res.pop("traces", [])]
         rows.append({"label": label, "ckpt": path, "stage": meta.get("stage"), **res})
         print(f"{label}: greedy {_pct(res['greedy_acc'])}, pass@k {_pct(res['pass_at_k'])}, "
               f"{res['tok_per_s']:.0f} tok/s", file=sys.stderr)
@@ -324,6 +335,8 @@ def main(argv=None):
         write_atomic(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
     if args.md:
         write_atomic(args.md, table + "\n")
+    if args.traces:
+        write_atomic(args.traces, "".join(json.dumps(t) + "\n" for t in traces))
 
 
 if __name__ == "__main__":

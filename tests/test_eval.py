@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from data.mathgen import make_problems
-from data.tokenizer import load_tokenizer
-from eval import evaluate
-from model import GPT, GPTConfig, save_checkpoint
+from data.tokenizer import encode_prompt, load_tokenizer
+from eval import evaluate, grade
+from model import GPT, GPTConfig, generate, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +57,31 @@ def test_cli_end_to_end(tiny_ckpt, tmp_path):
     assert same(rows[0]) == same(rows[1])
     table = out_md.read_text()
     assert table.count("\n") == 4 and "| a |" in table and "| b |" in table and table in r.stdout + "\n"
+
+
+def test_traces_are_the_greedy_completions(tiny_ckpt, tmp_path):
+    """--traces: one line per problem and checkpoint, holding what greedy decoding wrote (generate, the same
+    batches) and the verdict behind the JSON's greedy accuracy."""
+    out_json, out_traces = tmp_path / "r.json", tmp_path / "t.jsonl"
+    r = run_eval("--ckpt", tiny_ckpt, tiny_ckpt, "--label", "a", "--label", "b", "--n", 4, "--k", 0,
+                 "--max-new-tokens", 12, "--batch-size", 3, "--device", "cpu", "--no-progress",
+                 "--json", out_json, "--traces", out_traces)
+    assert r.returncode == 0, r.stderr
+    traces = [json.loads(line) for line in out_traces.read_text().splitlines()]
+    rows = json.loads(out_json.read_text())["results"]
+    assert [(t["label"], t["problem"]) for t in traces] == [(x, i) for x in "ab" for i in range(4)]
+    assert all("traces" not in row for row in rows)
+    model, enc = tiny_model()
+    prompts = [encode_prompt(enc, t["question"]) for t in traces[:4]]
+    completions = generate(model, prompts[:3], 12, temperature=0.0, eos_id=enc.eot_token, seed=0)[0] + \
+        generate(model, prompts[3:], 12, temperature=0.0, eos_id=enc.eot_token, seed=1)[0]
+    for t in traces:
+        c = completions[t["problem"]]
+        stopped = bool(c) and c[-1] == enc.eot_token
+        assert t["text"] == enc.decode(c[:-1] if stopped else c) and t["stopped"] == stopped
+        assert t["correct"] == (stopped and grade(t["text"], t["gold"]))
+    for row in rows:
+        assert row["greedy_acc"] == sum(t["correct"] for t in traces if t["label"] == row["label"]) / 4
 
 
 def test_evaluate_greedy_only_and_full_attention_reference_window():
