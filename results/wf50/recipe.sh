@@ -8,6 +8,7 @@
 #   timeout 570 bash results/wf50/recipe.sh runs/wf50
 # BASES="1 2" bash results/wf50/recipe.sh runs/wf50 does only those bases (a device call that may be the last)
 # (PRESET=smoke bash results/wf50/recipe.sh runs/x checks the plumbing on a CPU in a few minutes)
+# (traces_*.jsonl, the greedy traces of each evaluation, came after the recorded runs: they have none)
 set -uo pipefail
 trap 'trap - TERM; kill 0' TERM   # a timeout stops the whole pipeline, background jobs included
 export PYTHONUNBUFFERED=1
@@ -19,7 +20,7 @@ finished() { python -c "import sys, torch; m = torch.load(sys.argv[1], weights_o
 sys.exit(m.get('train_state') is not None)" "$1" 2> /dev/null; }   # pretrain --resume would remake the corpus first
 [ -f data/tokenizer.tiktoken ] || python -m data.tokenizer
 E() { local D=$1 n=$2; shift 2; new $D/eval_$n.json && python eval.py --n 1000 --k 2 --no-progress --batch-size 1000 \
-  --json $D/eval_$n.json --md $D/eval_$n.md "$@" > $D/eval_$n.log 2>&1; }
+  --json $D/eval_$n.json --md $D/eval_$n.md --traces $D/traces_$n.jsonl "$@" > $D/eval_$n.log 2>&1; }
 R() { python rl.py --init $1/sft_$2.pt --seed $3 --out $1/rl_$2_s$3.pt --save-every 10 --resume \
   >> $1/rl_$2_s$3.log 2>&1; }   # RL of model $2 (sa|swa) of base folder $1, seed $3
 ER() { E $1 rl$2 --ckpt $1/rl_sa_s$2.pt $1/rl_swa_s$2.pt --label "SA + SFT + RL (seed $2)" \
