@@ -331,12 +331,12 @@ def main(argv=None):
     print(table)
     settings = {k: v for k, v in vars(args).items() if k not in ("grader_speed", "no_progress")}
     settings.update(device=device, data_knobs=knobs)
-    if args.json:
-        write_atomic(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
-    if args.md:
-        write_atomic(args.md, table + "\n")
     if args.traces:
         write_atomic(args.traces, "".join(json.dumps(t) + "\n" for t in traces))
+    if args.md:
+        write_atomic(args.md, table + "\n")
+    if args.json:   # last: scripts take it as the mark of a finished evaluation
+        write_atomic(args.json, json.dumps({"settings": settings, "results": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
