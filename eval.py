@@ -71,10 +71,9 @@ def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, ba
     return out, time.perf_counter() - t0
 
 
-def _styles(texts, correct):
-    """Share of window-friendly traces and the accuracy of each style: the mechanism, per model."""
-    from data.mathgen import solution_style
-    styles = [solution_style(t) for t in texts]
+def _styles(styles, correct):
+    """Share of window-friendly traces and the accuracy of each style (solution_style of each trace): the
+    mechanism, per model."""
     acc = lambda s: _mean([c for c, t in zip(correct, styles) if t == s]) if s in styles else None
     return {"wf_frac": _mean([s == "wf" for s in styles]), "acc_wf": acc("wf"), "acc_sa": acc("sa")}
 
@@ -116,6 +115,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     samples per problem at `temperature`: sampled pass@1, pass@k, maj@k, style mix, far dependencies.
     traces: also the greedy traces themselves, under "traces" (one dict per problem).
     Same seed, same batch size -> same numbers (timings aside)."""
+    from data.mathgen import solution_style
     from data.tokenizer import encode_prompt
     from model import kv_cache_bytes
     cfg, eos = model.config, enc.eot_token
@@ -140,7 +140,8 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     lengths = [len(c) for c in completions]
     window = cfg.window if cfg.window is not None else ref_window  # full attention: compare at ref_window
     dists, far = _far(prompts, completions, judged, enc, window)
-    styles = _styles(texts, correct)
+    style_of = [solution_style(t) for t in texts]
+    styles = _styles(style_of, correct)
     mean_total = _mean([len(p) + len(c) for p, c in zip(prompts, completions)])
     res = {
         "n": len(problems),
@@ -163,10 +164,9 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     }
 
     if traces:
-        from data.mathgen import solution_style
+        rows = zip(problems, golds, correct, judged, style_of)
         res["traces"] = [{"problem": i, "question": p["question"], "gold": g, "correct": c, "stopped": j[1],
-                          "style": solution_style(j[2]), "text": j[2]}
-                         for i, (p, g, c, j) in enumerate(zip(problems, golds, correct, judged))]
+                          "style": style, "text": j[2]} for i, (p, g, c, j, style) in enumerate(rows)]
 
     # sampled pass: k completions per problem
     if k > 0 and not greedy_only:
@@ -175,6 +175,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
                                    seed + 1_000_003, f"sample k={k}", progress)
         s_judged = [judge(enc, c, golds[i // k], timeout) for i, c in enumerate(samples)]
         s_correct = [j[0] for j in s_judged]
+        s_styles = [solution_style(j[2]) for j in s_judged]
         # a completion cut off by the length limit has no final answer, so it does not vote
         s_answers = [extract_answer(text) if stopped else None for _, stopped, text in s_judged]
         groups = [range(i * k, (i + 1) * k) for i in range(len(problems))]
@@ -186,7 +187,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
                    sample_extracted=_mean([a is not None for a in s_answers]),
                    sample_len_mean=_mean([len(c) for c in samples]),
                    sample_dep_far=_far(repeated, samples, s_judged, enc, window)[1],
-                   **{f"sample_{key}": v for key, v in _styles([j[2] for j in s_judged], s_correct).items()})
+                   **{f"sample_{key}": v for key, v in _styles(s_styles, s_correct).items()})
     model.train(was_training)
     return res
 
@@ -284,7 +285,8 @@ def main(argv=None):
 
     from common import apply_preset, check_room, claim_outputs, data_knobs, load, pick_device, write_atomic
     device = pick_device(args.device)
-    claim_outputs([args.json, args.md, args.traces], [*args.ckpt, args.data if args.data != "mathgen" else None])
+    claim_outputs([args.json, args.md, args.traces],
+                  [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
     args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
