@@ -215,9 +215,13 @@ class Attention(nn.Module):
         against the cache. mask: shared by all layers of a call (flex's block mask, or KVCache.at's)."""
         B, T, _ = x.shape
         cfg, D = self.cfg, self.cfg.head_dim
-        q = self.q_proj(x).view(B, T, cfg.n_head, D).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, cfg.n_kv_head, D).transpose(1, 2)
+        if hasattr(self, "qkv_weight"):   # the decoding copy's one matmul for all three (with_linear_weights_in)
+            q, k, v = F.linear(x, self.qkv_weight, self.qkv_bias).split(self.qkv_sizes, -1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(B, T, cfg.n_head, D).transpose(1, 2)
+        k = k.view(B, T, cfg.n_kv_head, D).transpose(1, 2)
+        v = v.view(B, T, cfg.n_kv_head, D).transpose(1, 2)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         qk = apply_rope(torch.cat([q, k], 1), cos, sin)          # both in one pass; keys cached after RoPE
@@ -256,6 +260,9 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
 
     def forward(self, x):
+        if hasattr(self, "gate_up_weight"):   # the decoding copy's one matmul for both (with_linear_weights_in)
+            gate, up = F.linear(x, self.gate_up_weight).chunk(2, -1)
+            return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -348,7 +355,7 @@ class GPT(nn.Module):
 
     def decode_step(self, tok, pos, cache):
         """tok (B,), each row's next token, at positions pos (B,) -> logits (B, vocab), writing the
-        cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (DecodeStep)."""
+        cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (decode)."""
         dtype = cache.k[0].dtype   # what q and k are computed in: tables and masks are cast once, not per layer
         cos, sin = self.rope_cos[pos][:, None, None].to(dtype), self.rope_sin[pos][:, None, None].to(dtype)
         at, x = cache.at(pos, dtype), self.tok_emb(tok)[:, None]   # slots and masks: once for all layers
@@ -475,41 +482,34 @@ def sample_next(logits, temperature, top_k, generator):
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
-class DecodeStep:
-    """One decoding step, (B,) tokens at (B,) positions -> (B, vocab) logits, writing the cache.
+class Recorded:
+    """fn(): fixed-shape work on tensors it updates in place, with no host syncs; on CUDA, one graph.
 
-    A step of a small model is a few hundred tiny kernels: launched one by one from Python, their
-    launch cost, not the GPU's work, bounds decoding. On CUDA the first step therefore runs
-    eagerly (warming up cuBLAS and the allocator) and is then recorded once as a CUDA graph over
-    static input buffers; every later step copies its inputs in and replays the graph. The cache
-    is preallocated and updated in place, so the graph's addresses stay valid for the whole call."""
+    A decoding step of a small model is a few hundred tiny kernels: launched one by one from Python, their
+    launch cost, not the GPU's work, bounds decoding. On CUDA the first call therefore runs fn eagerly
+    (warming up cuBLAS and the allocator) and then records it once as a CUDA graph; every later call
+    replays the graph. The sampling generator is registered with the graph, so a replay draws the numbers
+    an eager call would have drawn (the generator's next ones): graphed and eager decoding sample alike."""
 
-    def __init__(self, model, cache, batch, device, cuda_graph=True):
-        self.model, self.cache, self.graph = model, cache, None
+    def __init__(self, fn, device, generator=None, cuda_graph=True):
+        self.fn, self.generator, self.graph = fn, generator, None
         self.use_graph = cuda_graph and device.type == "cuda"
-        self.tok = torch.zeros(batch, dtype=torch.long, device=device)
-        self.pos = torch.zeros(batch, dtype=torch.long, device=device)
 
-    def run(self):
-        return self.model.decode_step(self.tok, self.pos, self.cache)
-
-    def __call__(self, tok, pos):
-        self.tok.copy_(tok)
-        self.pos.copy_(pos)
+    def __call__(self):
         if not self.use_graph:
-            return self.run()
-        if self.graph is None:
-            side = torch.cuda.Stream()           # warm-up on a side stream, as capture requires
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                logits = self.run()
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):   # records the kernels without running them
-                self.logits = self.run()
-            return logits
-        self.graph.replay()
-        return self.logits                      # overwritten by the next replay
+            return self.fn()
+        if self.graph is not None:
+            return self.graph.replay()
+        side = torch.cuda.Stream()               # warm-up on a side stream, as capture requires
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self.fn()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        if self.generator is not None:
+            self.graph.register_generator_state(self.generator)
+        with torch.cuda.graph(self.graph):       # records the kernels without running them
+            self.fn()
 
 
 SYNC_EVERY = 32   # decoding steps between looks from the host (one sync each)
@@ -517,12 +517,20 @@ SYNC_EVERY = 32   # decoding steps between looks from the host (one sync each)
 
 def with_linear_weights_in(model, dtype):
     """A copy of `model` for decoding that shares every tensor but the linear layers', which it holds cast
-    to `dtype` once: autocast would otherwise cast each weight again at every step (a kernel each)."""
+    to `dtype` once: autocast would otherwise cast each weight again at every step (a kernel each). It also
+    holds q/k/v's and gate/up's weights side by side, so each group is one matmul (3 kernels fewer a layer)."""
     dec = copy.deepcopy(model, {id(t): t for t in [*model.parameters(), *model.buffers()]})
     for m in dec.modules():
         if isinstance(m, nn.Linear):
             for name, p in m.named_parameters(recurse=False):
                 setattr(m, name, nn.Parameter(p.detach().to(dtype), requires_grad=False))
+    for block in dec.layers:
+        a, m = block.attn, block.mlp
+        qkv = (a.q_proj, a.k_proj, a.v_proj)
+        a.qkv_weight = torch.cat([lin.weight for lin in qkv])
+        a.qkv_bias = torch.cat([lin.bias for lin in qkv]) if a.q_proj.bias is not None else None
+        a.qkv_sizes = [lin.out_features for lin in qkv]
+        m.gate_up_weight = torch.cat([m.gate_proj.weight, m.up_proj.weight])
     return dec
 
 
@@ -532,6 +540,8 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
     and each row's length (up to and including its eos). bench.py times this loop directly.
 
+    A step is all device work on tensors the loop keeps: sample, book the token, its log-probability and
+    whether its row stopped, run the model on it; on CUDA one graph records the whole step (Recorded).
     Every SYNC_EVERY steps the host looks: it stops once every row has stopped, and it grows the
     full layers' cache to the positions the next steps reach (in steps of 4 x SYNC_EVERY slots, with
     a new CUDA graph for the new shape), so they attend over the slots in use rather than over every
@@ -546,27 +556,33 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     logps = torch.zeros(B, steps, device=device)
     n_out = torch.full((B,), steps, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    pos, step, full_max = pos.clone(), None, cache.max_len
+    logits, pos, t = logits.clone(), pos.clone(), torch.zeros(1, dtype=torch.long, device=device)
+
+    def one_step(cache):
+        tok, lp = sample_next(logits, temperature, top_k, generator)
+        tokens.index_copy_(1, t, tok[:, None])
+        logps.index_copy_(1, t, lp[:, None])
+        if eos_id is not None:
+            newly = (tok == eos_id) & ~done
+            n_out.copy_(torch.where(newly, t + 1, n_out))
+            done.logical_or_(newly)
+        # (after the last token too: one forward more than needed, and every step alike for the graph)
+        logits.copy_(model.decode_step(tok, pos, cache))
+        pos.add_(1)
+        t.add_(1)
+
+    step, full_max = None, cache.max_len
     has_full = "F" in model.config.layer_kinds()
-    for t in range(steps):
-        if t % SYNC_EVERY == 0:
+    for i in range(steps):
+        if i % SYNC_EVERY == 0:
             if eos_id is not None and bool(done.all()):
                 break
             reach = min(full_max, int(pos.max()) + SYNC_EVERY) if has_full else 0   # positions written next
             if step is None or reach > cache.max_len:
                 if has_full:
                     cache = cache.resized(min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY))
-                step = DecodeStep(model, cache, B, device, cuda_graph)
-        tok, lp = sample_next(logits, temperature, top_k, generator)
-        tokens[:, t], logps[:, t] = tok, lp
-        if eos_id is not None:
-            newly = (tok == eos_id) & ~done
-            n_out = torch.where(newly, t + 1, n_out)
-            done |= newly
-        if t == steps - 1:
-            break
-        logits = step(tok, pos)
-        pos += 1
+                step = Recorded(lambda c=cache: one_step(c), device, generator, cuda_graph)
+        step()
     return tokens, logps, n_out
 
 
@@ -577,7 +593,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id
 
     Returns (completions, logprobs): per row the new tokens (eos included if produced; a row stops
     at its own eos) and the log-probability of each under the distribution it was sampled from.
-    cuda_graph: on CUDA, replay each decoding step as a CUDA graph (see DecodeStep)."""
+    cuda_graph: on CUDA, replay each decoding step as a CUDA graph (see Recorded)."""
     cfg, device = model.config, model.lm_head.weight.device
     lens = [len(p) for p in prompts]
     if not prompts or min(lens) < 1:

@@ -226,11 +226,10 @@ def make_batch(prompts, completions, pad_multiple=1, max_seq_len=None):
     T_in = -(-(max(lens) - 1) // pad_multiple) * pad_multiple      # model input length, padded
     if max_seq_len is not None:
         T_in = min(T_in, max_seq_len)
-    idx = torch.zeros(len(prompts), T_in + 1, dtype=torch.long)
-    mask = torch.zeros(len(prompts), T_in, dtype=torch.bool)
-    for r, (p, c) in enumerate(zip(prompts, completions)):
-        idx[r, :len(p) + len(c)] = torch.tensor(p + c)
-        mask[r, len(p) - 1:len(p) + len(c) - 1] = True
+    idx = torch.tensor([p + c + [0] * (T_in + 1 - n) for p, c, n in zip(prompts, completions, lens)])
+    start = torch.tensor([len(p) - 1 for p in prompts])[:, None]
+    col = torch.arange(T_in)
+    mask = (col >= start) & (col < torch.tensor(lens)[:, None] - 1)
     return idx, mask
 
 
@@ -301,9 +300,7 @@ def optimize(model, opt, prompts, completions, adv, args, ref_model=None, sample
                 entropy += (ent * mask).sum()
                 if sampler_logps is not None:   # how far the sampler's numbers are from the trainer's
                     s = torch.zeros(logp.shape)
-                    for r, i in enumerate(ch):
-                        start = len(prompts[i]) - 1
-                        s[r, start:start + len(completions[i])] = torch.tensor(sampler_logps[i])
+                    s[batches[k][1]] = torch.tensor([x for i in ch for x in sampler_logps[i]])   # row by row, in order
                     gap += ((logp.detach() - s.to(device)).abs() * mask).sum()
         grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)))
         opt.step()

@@ -174,16 +174,24 @@ def test_rope_is_the_rotate_half_rotation_written_out():
     assert torch.equal(M.apply_rope(xb, cos, sin), torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], -1))
 
 
-def test_decoding_copy_casts_the_linear_weights_and_nothing_else():
-    """The copy decode makes under autocast: linear weights cast once, everything else shared, the model
-    itself untouched, and the logits those of autocast casting each weight at every step."""
-    model = tiny(window=4, pattern="SF", sinks=1).float()
+@pytest.mark.parametrize("qwen", [False, True])
+def test_decoding_copy_casts_the_linear_weights_and_nothing_else(qwen):
+    """The copy decode makes under autocast: linear weights cast once (q/k/v and gate/up also side by side,
+    one matmul each), everything else shared, the model itself untouched, and the logits those of
+    autocast casting each weight at every step. qwen: q/k/v biases and per-head q/k norms too."""
+    model = tiny(window=4, pattern="SF", sinks=1, **(dict(qkv_bias=True, qk_norm=True) if qwen else {})).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     dec = M.with_linear_weights_in(model, torch.bfloat16)
     for (name, p), (_, q) in zip(model.named_parameters(), dec.named_parameters()):
-        linear = name.endswith("proj.weight") or name == "lm_head.weight"
+        linear = name.endswith(("proj.weight", "proj.bias")) or name == "lm_head.weight"
         assert (q.dtype == torch.bfloat16 and q is not p) if linear else q is p, name
     assert all(torch.equal(v, model.state_dict()[k]) and v.dtype == torch.float32 for k, v in before.items())
+    assert all(hasattr(b.attn, "qkv_weight") and hasattr(b.mlp, "gate_up_weight") for b in dec.layers)
+    assert not any(hasattr(b.attn, "qkv_weight") or hasattr(b.mlp, "gate_up_weight") for b in model.layers)
     cache = M.KVCache(model.config, torch.tensor([3, 5]), 16, torch.bfloat16)
     tok, pos = torch.tensor([1, 2]), torch.tensor([3, 5])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
