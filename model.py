@@ -215,7 +215,7 @@ class Attention(nn.Module):
         against the cache. mask: shared by all layers of a call (flex's block mask, or KVCache.at's)."""
         B, T, _ = x.shape
         cfg, D = self.cfg, self.cfg.head_dim
-        if hasattr(self, "qkv_weight"):   # the decoding copy's one matmul for all three (with_linear_weights_in)
+        if hasattr(self, "qkv_weight"):   # the decoding copy: one matmul for all three (with_linear_weights_in)
             q, k, v = F.linear(x, self.qkv_weight, self.qkv_bias).split(self.qkv_sizes, -1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)

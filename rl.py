@@ -300,7 +300,7 @@ def optimize(model, opt, prompts, completions, adv, args, ref_model=None, sample
                 entropy += (ent * mask).sum()
                 if sampler_logps is not None:   # how far the sampler's numbers are from the trainer's
                     s = torch.zeros(logp.shape)
-                    s[batches[k][1]] = torch.tensor([x for i in ch for x in sampler_logps[i]])   # row by row, in order
+                    s[batches[k][1]] = torch.tensor([x for i in ch for x in sampler_logps[i]])   # rows in order
                     gap += ((logp.detach() - s.to(device)).abs() * mask).sum()
         grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)))
         opt.step()

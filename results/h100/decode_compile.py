@@ -2,7 +2,8 @@
 Would a fused decoding step reach the RL step-time target (issue 12)? ms per decoding step of the
 default model (random weights, batch 256, 512 positions in the cache), the step as model.py runs it
 (a CUDA graph of eager kernels) against the same step through torch.compile (fused kernels), also
-graphed. A measurement for the README, not part of the recipe.
+graphed. A measurement for the README, not part of the recipe. (Its recorded figures came from commit
+1a629e9, when model.DecodeStep took the step's inputs; it now records a closure with model.Recorded.)
 
     python results/h100/decode_compile.py
 """
@@ -28,18 +29,20 @@ for window in (None, 128):
         cache = M.KVCache(cfg, torch.full((B,), CONTEXT, device=dev), CONTEXT + STEPS + 1, torch.bfloat16)
         for t in cache.k + cache.v:
             t.normal_()
-        step = M.DecodeStep(model, cache, B, dev)
         tok, pos = torch.zeros(B, dtype=torch.long, device=dev), torch.full((B,), CONTEXT, device=dev)
+        logits = torch.zeros(B, cfg.vocab_size, device=dev)
+        step = M.Recorded(lambda: logits.copy_(model.decode_step(tok, pos, cache)), dev)
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             t0 = time.perf_counter()
             for _ in range(3):
-                step(tok, pos)    # warm-up (and compile), then the graph is captured
+                step()    # warm-up (and compile), then the graph is captured
             torch.cuda.synchronize()
             warm = time.perf_counter() - t0
             t0 = time.perf_counter()
             for i in range(STEPS):
-                logits = step(tok, pos + i)
-                tok = logits.argmax(-1)
+                pos.fill_(CONTEXT + i)
+                step()
+                tok.copy_(logits.argmax(-1))
             torch.cuda.synchronize()
         dt = (time.perf_counter() - t0) / STEPS
         print(json.dumps({"attention": "full" if window is None else f"sliding W={window}", "compiled": compiled,

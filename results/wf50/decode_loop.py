@@ -7,7 +7,9 @@ model (random weights, batch 256, 64-token prompts, 600 new tokens, sampling at 
   fused   the same step with sampling and bookkeeping recorded in the graph too (noise drawn inside it from
           the default generator; a fixed-size cache, so for full attention it attends over every slot)
 decode_loop.jsonl holds graph, loop and fused from commit 5cdf2ba, whose fused step wrote the Gumbel sampling
-out instead of calling model.sample_next (one division by the temperature fewer). torch.compile of the
+out instead of calling model.sample_next (one division by the temperature fewer). Since commit d5207ee
+model.decode's loop is the fused one (with generate's own seeded generator); "loop" measures that now, and
+"graph" records the model step with model.Recorded (model.DecodeStep then). torch.compile of the
 step was measured before: results/h100/steptime/ (decode_compile.py), README "RL step time".
 A measurement for the README, not part of the recipe:
     python results/wf50/decode_loop.py            # on a CUDA machine; --device cpu runs each path once, small
@@ -70,9 +72,9 @@ for window in (128, None):
         dtype = torch.bfloat16 if cuda else torch.float32
         # graph: the recorded model step alone, at a mid-rollout position
         cache = M.KVCache(cfg, lengths, PROMPT + STEPS, dtype)
-        step = M.DecodeStep(dec, cache, B, dev)
         tok, pos = torch.zeros(B, dtype=torch.long, device=dev), torch.full((B,), PROMPT + STEPS // 2, device=dev)
-        row["graph_ms"] = 1e3 * timed(lambda: step(tok, pos), STEPS)
+        step = M.Recorded(lambda: dec.decode_step(tok, pos, cache), dev)
+        row["graph_ms"] = 1e3 * timed(step, STEPS)
         # loop: model.decode as generate calls it (its own copy of the weights in bf16, its cache growth)
         cache = M.KVCache(cfg, lengths, PROMPT + STEPS, dtype)
         logits = torch.randn(B, cfg.vocab_size, device=dev)
