@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -177,8 +178,12 @@ def rope_tables(cfg):
     inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
     if cfg.rope_scaling:
         inv_freq = llama3_scaled(inv_freq, **cfg.rope_scaling)
-    angles = torch.outer(torch.arange(cfg.max_seq_len).float(), inv_freq)   # (T, D/2)
-    return torch.cat([angles.cos(), angles.cos()], -1), torch.cat([-angles.sin(), angles.sin()], -1)
+    angles = torch.outer(torch.arange(cfg.max_seq_len).float(), inv_freq).double().numpy()   # (T, D/2)
+    # numpy's cos and sin (one thread, float64, then rounded), not torch's: on a 2-core Intel CPU torch's first
+    # multi-threaded cos of a process sometimes gave the second thread's half other values (1 process in 4),
+    # which made CPU runs of one seed end differently
+    cos, sin = torch.from_numpy(np.cos(angles)).float(), torch.from_numpy(np.sin(angles)).float()
+    return torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
 
 
 def llama3_scaled(inv_freq, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings):

@@ -157,6 +157,19 @@ def greedy_by_recomputation(model, prompt, n, eos_id=None):
     return seq[len(prompt):]
 
 
+def test_rope_tables_are_cos_and_sin_rounded_from_float64():
+    """Each position's angles as Hugging Face forms them (float32 inverse frequencies times the position), then
+    cos and sin in float64 rounded to float32, against Python's math module: equal bit for bit. (torch's own
+    float32 cos is not always correctly rounded, and once gave other values in a process's first call.)"""
+    cfg = GPTConfig(vocab_size=97, n_layer=1, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=300)
+    cos, sin = M.rope_tables(cfg)
+    inv = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)
+    angles = torch.outer(torch.arange(300).float(), inv).tolist()
+    ref = lambda f: torch.tensor([[f(a) for a in row] for row in angles], dtype=torch.float64).float()
+    assert torch.equal(cos, torch.cat([ref(math.cos), ref(math.cos)], -1))
+    assert torch.equal(sin, torch.cat([-ref(math.sin), ref(math.sin)], -1))
+
+
 def test_rope_is_the_rotate_half_rotation_written_out():
     """apply_rope's tables against the textbook: pair (x_i, x_{i+D/2}) turned by p * theta^(-2i/D), in fp32
     to rounding and in bf16 with the very same roundings (the same products and sums)."""
