@@ -14,6 +14,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+import bench  # noqa: E402
 import model as M  # noqa: E402
 import rl  # noqa: E402
 from common import PRESETS  # noqa: E402
@@ -47,16 +48,6 @@ def batch(seed, mean):
     return prompts, comps, torch.randn(n, generator=g), sampler
 
 
-def timed(fn):
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 batches = [batch(s, mean) for s, mean in enumerate((400, 420, 380, 450, 300, 350, 400, 410, 390, 430))]
 configs = ((128, "tiled", False), (128, "tiled", True), (128, "flex", True), (None, "tiled", False), (None, "tiled", True))
 if cli.flex_fn:
@@ -73,7 +64,7 @@ for window, impl, compiled in configs:
     name = dict(attention="full" if window is None else f"sliding W={window}", attn_impl=impl, compiled=compiled)
     for i, (p, c, a, s) in enumerate(batches):
         try:
-            dt = timed(lambda: rl.optimize(fwd, opt, p, c, a, args, None, s, 1e-6))
+            dt = bench.timed(lambda: rl.optimize(fwd, opt, p, c, a, args, None, s, 1e-6), dev)
         except Exception as e:   # a path that does not compile says so, and the run goes on
             print(json.dumps({**name, "batch": i, "error": f"{type(e).__name__}: {str(e)[:300]}"}), flush=True)
             break
@@ -81,6 +72,7 @@ for window, impl, compiled in configs:
         print(json.dumps({**name, "batch": i, "seconds": round(dt, 3), "unique_graphs": graphs}), flush=True)
     else:
         p, c, a, s = batches[0]
-        best = min(timed(lambda: rl.optimize(fwd, opt, p, c, a, args, None, s, 1e-6)) for _ in range(3))
+        step = lambda: rl.optimize(fwd, opt, p, c, a, args, None, s, 1e-6)
+        best = min(bench.timed(step, dev) for _ in range(3))
         print(json.dumps({**name, "best_of_3": round(best, 3), "process_s": round(time.perf_counter() - t_start, 1)}),
               flush=True)

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 import types
 
 import torch
@@ -132,15 +131,6 @@ if "update" in cli.only:
     for k, v in PRESETS["default"]["rl"].items():
         setattr(args, k, v)
 
-    def timed(fn):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     runs = [(128, "tiled", 32768, True), (128, "tiled", 32768, False), (128, "tiled", 65536, True),
             (128, "tiled", 131072, True), (128, "dense", 32768, True), (128, "dense", 65536, True),
             (None, "tiled", 32768, True), (None, "tiled", 32768, False), (None, "tiled", 65536, True),
@@ -151,10 +141,10 @@ if "update" in cli.only:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
         args.micro_batch_tokens = mbt
         step = lambda: rl.optimize(model, opt, prompts, comps, adv, args, None, sampler if gap else None, 1e-6)
-        timed(step)
+        bench.timed(step, dev)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        best = min(timed(step) for _ in range(3))
+        best = min(bench.timed(step, dev) for _ in range(3))
         name = "full" if window is None else f"sliding W={window}"
         emit(part="update", attention=name, attn_impl=impl, micro_batch_tokens=mbt, sampler_gap=gap, seconds=best,
              peak_mem_gb=torch.cuda.max_memory_allocated() / 1e9 if cuda else None)
