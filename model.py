@@ -111,7 +111,10 @@ def tiled_attention(q, k, v, window, n_sink=0, block=None):
     """Queries in blocks of Bq; block n attends only to keys [n*Bq - (W-1), (n+1)*Bq) plus sinks.
 
     Scores are (T, Bq + W - 1) per head instead of (T, T), so memory is O(T*W); no loop over
-    the sequence (the key windows are strided views made by unfold)."""
+    the sequence (the key windows are strided views made by unfold). On a GPU in bf16/fp16 without
+    sinks this is FlashAttention's own sliding window instead: the same tiling in one fused kernel."""
+    if flash_window_ok(q, n_sink):
+        return flash_sliding_attention(q, k, v, window)
     B, H, T, D = q.shape
     Hkv, G = k.shape[1], H // k.shape[1]
     W = min(window, T)                       # a window longer than the sequence is causal attention
@@ -139,6 +142,30 @@ def tiled_attention(q, k, v, window, n_sink=0, block=None):
     if S:
         out = out + torch.einsum("bhgnqs,bhsd->bhgnqd", p[..., :S], v[:, :, :S])
     return out.reshape(B, H, Tp, D)[:, :, :T]
+
+
+def flash_sliding_attention(q, k, v, window):
+    """FlashAttention-2 (PyTorch's built-in kernel) with its window: query i sees keys i-W+1..i. It takes
+    (B, T, H, D) and fewer key heads as they are (grouped-query attention); its backward keeps the window."""
+    T = q.shape[2]
+    out = torch.ops.aten._flash_attention_forward(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), None, None, T, T, 0.0, True, False,
+        window_size_left=window - 1, window_size_right=0)[0]
+    return out.transpose(1, 2)
+
+
+def flash_window_ok(q, n_sink):
+    """Whether flash_sliding_attention can run q: CUDA, half precision, no sinks, a head size it supports."""
+    D = q.shape[-1]
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and not n_sink and D % 8 == 0 and D <= 256
+            and _flash_has_window(q.device.index))
+
+
+@lru_cache(maxsize=None)
+def _flash_has_window(device_index):
+    op = torch.ops.aten._flash_attention_forward.default
+    return (torch.backends.cuda.is_flash_attention_available() and "window_size_left" in str(op._schema)
+            and torch.cuda.get_device_capability(device_index) >= (8, 0))
 
 
 @torch.compiler.disable   # built once per shape outside any compiled graph, then reused

@@ -408,3 +408,19 @@ def test_flex_equals_dense_bf16_cuda():
         assert rel_err(outs[1], outs[0]) < 1e-2, (T, W, S)
         for a, b in zip(grads[1], grads[0]):
             assert rel_err(a, b) < 1e-2, (T, W, S)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiled_attention_in_bf16_on_cuda_is_flash_and_equals_dense_fp32():
+    for T, W, S in [(300, 64, 0), (1000, 128, 0), (777, 16, 0), (100, 512, 0), (1, 1, 0), (500, 128, 4)]:
+        ref_in = [t.cuda().requires_grad_() for t in qkv(T, H=6, Hkv=2, D=64, seed=T)]
+        half_in = [t.detach().to(torch.bfloat16).requires_grad_() for t in ref_in]
+        assert M.flash_window_ok(half_in[0], S) == (S == 0)      # sinks: the einsum path
+        outs = []
+        for (q, k, v) in (ref_in, half_in):
+            out = M.dense_attention(q, k, v, W, S) if q.dtype == torch.float32 else M.tiled_attention(q, k, v, W, S)
+            out.float().pow(2).sum().backward()
+            outs.append(out.float())
+        assert rel_err(outs[1], outs[0]) < 1e-2, (T, W, S)
+        for a, b in zip(half_in, ref_in):
+            assert rel_err(a.grad.float(), b.grad) < 2e-2, (T, W, S)

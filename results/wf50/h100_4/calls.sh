@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The device calls of the session of 2026-12-06 (third), in order; what each brought back through $OUT lies in
+# results/wf50/h100_4/. Run from the repository root: bash results/wf50/h100_4/calls.sh N
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-runs/out}
+D=runs/t   # SFT models of a 1500-step base of the default preset (traces ~400 tokens, as the preset's)
+mkdir -p $D $OUT
+# rl.py with the sliding layers' training attention on the einsum path (the tiled code before flash took it over)
+EINSUM='import sys, runpy, model as M; M.flash_window_ok = lambda q, n_sink: False
+sys.argv = ["rl.py"] + sys.argv[1:]; runpy.run_path("rl.py", run_name="__main__")'
+RL="--steps 10 --eval-every 0 --save-every 0"
+case ${1:-} in
+1)  # the base and its SFT models (in the background), the CUDA tests beside them; then, alone on the GPU,
+    # rollout.py and RL step times: flash against einsum, alternating (runs of one code differ by +-0.07 s)
+    if [ ! -f $D/sft_swa.pt ]; then
+      ( python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
+        python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
+        python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
+        python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
+        wait ) &
+    fi
+    python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k cuda > $OUT/pytest.txt 2>&1
+    wait
+    cp $D/*.log $D/convert.json $OUT/
+    timeout 120 python results/wf50/steptime/rollout.py > $OUT/rollout.jsonl 2> $OUT/rollout.log
+    for v in flash einsum flash2 einsum2 flash3 einsum3; do
+      case $v in flash*) C=(rl.py);; *) C=(-c "$EINSUM");; esac
+      timeout 60 python "${C[@]}" --init $D/sft_swa.pt $RL --out $D/st_$v.pt > $OUT/rl_swa_$v.log 2>&1
+      cp $D/st_$v.jsonl $OUT/rl_swa_$v.jsonl
+    done
+    timeout 60 python rl.py --init $D/sft_sa.pt $RL --out $D/st_sa.pt > $OUT/rl_sa.log 2>&1
+    cp $D/st_sa.jsonl $OUT/rl_sa.jsonl ;;
+*) echo "usage: calls.sh N (a record of what ran; N = the device call)"; exit 1 ;;
+esac
