@@ -648,7 +648,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id
         tokens, logps, n_out = decode(model, cache, logits, lengths, N, temperature, top_k, eos_id, generator,
                                       cuda_graph)
     model.train(was_training)
-    n_out, tokens, logps = n_out.tolist(), tokens.tolist(), logps.tolist()
+    n_out = n_out.tolist()
+    width = max(n_out)   # the columns some row used: decoding stops soon after the last row's eos
+    tokens, logps = tokens[:, :width].tolist(), logps[:, :width].tolist()
     return [tokens[r][:n_out[r]] for r in range(B)], [logps[r][:n_out[r]] for r in range(B)]
 
 

@@ -10,16 +10,18 @@ mkdir -p $D $OUT
 EINSUM='import sys, runpy, model as M; M.flash_window_ok = lambda q, n_sink: False
 sys.argv = ["rl.py"] + sys.argv[1:]; runpy.run_path("rl.py", run_name="__main__")'
 RL="--steps 10 --eval-every 0 --save-every 0"
+models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later call may have to make them again
+  [ -f $D/sft_swa.pt ] && return
+  python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
+  python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
+  python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
+  python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
+  wait
+}
 case ${1:-} in
 1)  # the base and its SFT models (in the background), the CUDA tests beside them; then, alone on the GPU,
     # rollout.py and RL step times: flash against einsum, alternating (runs of one code differ by +-0.07 s)
-    if [ ! -f $D/sft_swa.pt ]; then
-      ( python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
-        python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
-        python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
-        python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
-        wait ) &
-    fi
+    models &
     python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k cuda > $OUT/pytest.txt 2>&1
     wait
     cp $D/*.log $D/convert.json $OUT/
@@ -31,5 +33,19 @@ case ${1:-} in
     done
     timeout 60 python rl.py --init $D/sft_sa.pt $RL --out $D/st_sa.pt > $OUT/rl_sa.log 2>&1
     cp $D/st_sa.jsonl $OUT/rl_sa.jsonl ;;
+2)  # 4 s, same machine: what call 1 left in runs/t (only 8 of its files came back through $OUT)
+    cd runs/t && tar czf $OUT/c1.tgz *.log *.jsonl convert.json ;;
+3)  # 6 s: one layer's decoding attention, SDPA with a mask against FlashAttention's varlen kernel
+    python results/wf50/steptime/decode_attn.py > $OUT/decode_attn.jsonl ;;
+4)  # the update alone (parts.py: the sliding layers' tiled path is flash now) by micro-batch size; then RL step
+    # times with micro-batches of 32k and 64k tokens, alternating; (the models again: a fresh machine)
+    models
+    timeout 200 python results/wf50/steptime/parts.py --old model.py --only update > $OUT/parts.jsonl 2> $OUT/parts.log
+    for v in swa32 swa64 sa32 sa64 swa32b swa64b sa32b sa64b; do
+      m=${v%%[0-9]*}; mbt=${v#$m}; mbt=${mbt%b}
+      timeout 60 python rl.py --init $D/sft_$m.pt $RL --micro-batch-tokens $((mbt * 1024)) --out $D/mb_$v.pt \
+        > $D/mb_$v.log 2>&1
+    done
+    cd $D && tar czf $OUT/c4.tgz mb_*.jsonl ;;
 *) echo "usage: calls.sh N (a record of what ran; N = the device call)"; exit 1 ;;
 esac
