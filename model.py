@@ -536,12 +536,16 @@ class Recorded:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self.fn()
-        torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         if self.generator is not None:
             self.graph.register_generator_state(self.generator)
-        with torch.cuda.graph(self.graph):       # records the kernels without running them
+        # capture_begin/end rather than `with torch.cuda.graph()`, which first empties the allocator's cache: in
+        # rl.py the update after the rollouts then had to get its memory from the driver again, at every step
+        with torch.cuda.stream(side):
+            self.graph.capture_begin()           # records the kernels without running them
             self.fn()
+            self.graph.capture_end()
+        torch.cuda.current_stream().wait_stream(side)
 
 
 SYNC_EVERY = 32   # decoding steps between looks from the host (one sync each)

@@ -9,6 +9,23 @@ mkdir -p $D $OUT
 # rl.py with the sliding layers' training attention on the einsum path (the tiled code before flash took it over)
 EINSUM='import sys, runpy, model as M; M.flash_window_ok = lambda q, n_sink: False
 sys.argv = ["rl.py"] + sys.argv[1:]; runpy.run_path("rl.py", run_name="__main__")'
+# rl.py with the decoding graph captured as before 2026-12-06 (third session): `with torch.cuda.graph()`
+OLDCAPTURE='import sys, runpy, torch, model as M
+def call(self):
+    if self.graph is not None:
+        return self.graph.replay()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        self.fn()
+    torch.cuda.current_stream().wait_stream(side)
+    self.graph = torch.cuda.CUDAGraph()
+    if self.generator is not None:
+        self.graph.register_generator_state(self.generator)
+    with torch.cuda.graph(self.graph):
+        self.fn()
+M.Recorded.__call__ = call
+sys.argv = ["rl.py"] + sys.argv[1:]; runpy.run_path("rl.py", run_name="__main__")'
 RL="--steps 10 --eval-every 0 --save-every 0"
 models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later call may have to make them again
   [ -f $D/sft_swa.pt ] && return
@@ -47,5 +64,28 @@ case ${1:-} in
         > $D/mb_$v.log 2>&1
     done
     cd $D && tar czf $OUT/c4.tgz mb_*.jsonl ;;
+5)  # 43 s, same machine as 4: the einsum path against flash once more, on this quieter machine
+    for v in einsum4 flash4 einsum5; do
+      case $v in flash*) C=(rl.py);; *) C=(-c "$EINSUM");; esac
+      timeout 60 python "${C[@]}" --init $D/sft_swa.pt $RL --out $D/st_$v.pt > $D/st_$v.log 2>&1
+    done
+    cd $D && tar czf $OUT/c5.tgz st_einsum4.jsonl st_flash4.jsonl st_einsum5.jsonl ;;
+6)  # 33 s, same machine: where an RL step's host time goes (cProfile, first 60 lines)
+    for m in swa sa; do
+      python -m cProfile -s cumtime rl.py --init $D/sft_$m.pt $RL --out $D/prof_$m.pt 2>/dev/null | grep -v "^rl:" \
+        | head -60 > $OUT/prof_$m.txt
+    done ;;
+7)  # the CUDA graph captured with capture_begin/end (no emptying of the allocator's cache) against
+    # `with torch.cuda.graph()` (the code before, patched back in), alternating, SWA and SA; the CUDA tests beside
+    # the models
+    models &
+    python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k cuda > $OUT/pytest.txt 2>&1
+    wait
+    for v in swa_new swa_old sa_new sa_old swa_new2 swa_old2 sa_new2 sa_old2; do
+      m=${v%%_*}
+      case $v in *new*) C=(rl.py);; *) C=(-c "$OLDCAPTURE");; esac
+      timeout 60 python "${C[@]}" --init $D/sft_$m.pt $RL --out $D/cap_$v.pt > $D/cap_$v.log 2>&1
+    done
+    cd $D && tar czf $OUT/c7.tgz cap_*.jsonl ;;
 *) echo "usage: calls.sh N (a record of what ran; N = the device call)"; exit 1 ;;
 esac
