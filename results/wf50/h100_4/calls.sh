@@ -87,5 +87,10 @@ case ${1:-} in
       timeout 60 python "${C[@]}" --init $D/sft_$m.pt $RL --out $D/cap_$v.pt > $D/cap_$v.log 2>&1
     done
     cd $D && tar czf $OUT/c7.tgz cap_*.jsonl ;;
+8)  # the last of the session's device time: base s2 drawn a fourth time, the recipe (SFT, RL seed 0, evaluations)
+    # with the code as it now stands (flash for the sliding layers' training attention, the new capture)
+    BASES=2 timeout 470 bash results/wf50/recipe.sh runs/wf50 > runs/recipe_s2.log 2>&1
+    gzip -f runs/wf50/s2/traces_*.jsonl
+    tar czf $OUT/s2.tgz --exclude='*.pt' runs/wf50/s2 runs/recipe_s2.log ;;
 *) echo "usage: calls.sh N (a record of what ran; N = the device call)"; exit 1 ;;
 esac
