@@ -36,7 +36,9 @@ Where this departs from textbook GRPO (DeepSeekMath), on purpose:
 - Learning rate: linear warmup, then constant (RL runs are stopped, not scheduled to an end).
 - Sliding layers train on the `tiled` path (same attention as `flex`, tested equal in model.py): RL
   batches come in ever-new shapes, and compiled flex recompiles for each (H100: 4-8k training
-  tokens/s with flex against 160-290k with tiled). Decoding uses the ring-buffer cache either way.
+  tokens/s with flex against 160-290k with tiled). On a GPU under bf16 autocast `tiled` is
+  FlashAttention's own sliding-window kernel, which needs no compiling. Decoding uses the
+  ring-buffer cache either way.
 The GRPO variants (per-sequence or Dr. GRPO aggregation, no std scaling, KL to the initial policy,
 several passes per batch, masking truncated samples, dropping constant groups, a format bonus)
 are options in their own group of flags; the defaults are the on-policy path above.
