@@ -71,9 +71,9 @@ def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, ba
     return out, time.perf_counter() - t0
 
 
-def _styles(styles, correct):
+def style_metrics(styles, correct):
     """Share of window-friendly traces and the accuracy of each style (solution_style of each trace): the
-    mechanism, per model."""
+    mechanism, per model (and per RL step: rl.py). A style no trace took has no accuracy (None), not 0."""
     acc = lambda s: _mean([c for c, t in zip(correct, styles) if t == s]) if s in styles else None
     return {"wf_frac": _mean([s == "wf" for s in styles]), "acc_wf": acc("wf"), "acc_sa": acc("sa")}
 
@@ -141,7 +141,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     window = cfg.window if cfg.window is not None else ref_window  # full attention: compare at ref_window
     dists, far = _far(prompts, completions, judged, enc, window)
     style_of = [solution_style(t) for t in texts]
-    styles = _styles(style_of, correct)
+    styles = style_metrics(style_of, correct)
     mean_total = _mean([len(p) + len(c) for p, c in zip(prompts, completions)])
     res = {
         "n": len(problems),
@@ -187,7 +187,7 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
                    sample_extracted=_mean([a is not None for a in s_answers]),
                    sample_len_mean=_mean([len(c) for c in samples]),
                    sample_dep_far=_far(repeated, samples, s_judged, enc, window)[1],
-                   **{f"sample_{key}": v for key, v in _styles(s_styles, s_correct).items()})
+                   **{f"sample_{key}": v for key, v in style_metrics(s_styles, s_correct).items()})
     model.train(was_training)
     return res
 

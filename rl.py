@@ -59,7 +59,7 @@ from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, Arg
 from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
-from eval import evaluate, extract_answer, judge
+from eval import evaluate, extract_answer, judge, style_metrics
 from model import generate, save_checkpoint
 from plot import rl_curves
 from pretrain import add_memory_args, apply_memory_args
@@ -333,12 +333,10 @@ def rollout(model, prompts, max_new_tokens, temperature, eos_id, seed, gen_batch
 def sample_metrics(judged, rewards, G):
     """What the samples of one step say: reward, accuracy, style mix and the accuracy of each style."""
     correct = [j[0] for j in judged]
-    styles = [solution_style(j[2]) for j in judged]
-    acc = lambda s: sum(c for c, t in zip(correct, styles) if t == s) / max(1, styles.count(s))
     return {"reward": rewards.mean().item(), "accuracy": sum(correct) / len(correct),
             "zero_std_frac": (rewards.view(-1, G).std(1) == 0).float().mean().item(),
             "trunc_frac": sum(not j[1] for j in judged) / len(judged),
-            "wf_frac": styles.count("wf") / len(styles), "acc_wf": acc("wf"), "acc_sa": acc("sa")}
+            **style_metrics([solution_style(j[2]) for j in judged], correct)}
 
 
 # ----------------------------------------------------------------------------------------------

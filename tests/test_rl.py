@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
+from data.mathgen import STYLE_MARKERS
 from model import GPT, GPTConfig, generate, load_checkpoint, read_checkpoint, save_checkpoint
 from plot import line_plot_svg
-from rl import (get_args, group_advantages, make_batch, microbatches, optimize,
+from rl import (get_args, group_advantages, make_batch, microbatches, optimize, sample_metrics,
                 policy_loss, token_logprobs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -349,3 +350,15 @@ def test_judge_is_the_one_rule():
     assert judge(enc, ok + [eot], "12")[:2] == (True, True)
     assert judge(enc, ok, "12")[:2] == (False, False)             # never stopped: wrong
     assert judge(enc, ok + [eot], "13")[:2] == (False, True)
+
+
+def test_sample_metrics_counted_by_hand():
+    wf, sa = STYLE_MARKERS["wf"] + "\n...", STYLE_MARKERS["sa"] + "\n..."
+    judged = [(True, True, wf), (False, True, wf), (True, True, wf), (False, False, "no style"),
+              (True, True, sa), (False, True, sa), (False, True, sa), (False, True, sa)]
+    rewards = torch.tensor([1.0, 0, 1, 0, 1, 0, 0, 0])
+    m = sample_metrics(judged, rewards, G=4)
+    assert m["accuracy"] == 3 / 8 and m["trunc_frac"] == 1 / 8 and m["zero_std_frac"] == 0.0
+    assert m["wf_frac"] == 3 / 8 and m["acc_wf"] == 2 / 3 and m["acc_sa"] == 1 / 4
+    only_wf = sample_metrics(judged[:4], rewards[:4], G=4)
+    assert only_wf["acc_sa"] is None        # no sa-style sample: no accuracy to report, not 0 (as eval.py)
