@@ -417,8 +417,8 @@ def test_tiled_attention_in_bf16_on_cuda_is_flash_and_equals_dense_fp32():
         half_in = [t.detach().to(torch.bfloat16).requires_grad_() for t in ref_in]
         assert M.flash_window_ok(half_in[0], S) == (S == 0)      # sinks: the einsum path
         outs = []
-        for (q, k, v) in (ref_in, half_in):
-            out = M.dense_attention(q, k, v, W, S) if q.dtype == torch.float32 else M.tiled_attention(q, k, v, W, S)
+        for attention, (q, k, v) in ((M.dense_attention, ref_in), (M.tiled_attention, half_in)):
+            out = attention(q, k, v, W, S)
             out.float().pow(2).sum().backward()
             outs.append(out.float())
         assert rel_err(outs[1], outs[0]) < 1e-2, (T, W, S)

@@ -88,5 +88,6 @@ for window in (128, None):
     pieces.restore()
     t = pieces.t
     emit(part="pieces", attention=name, new_tokens=NS[-1], total_s=total, **t,
-         loop_s=t["decode (copy, first step, loop)"] - t.get("decoding copy", 0) - t.get("first step (warm-up + capture)", 0),
+         loop_s=t["decode (copy, first step, loop)"] - t.get("decoding copy", 0)
+         - t.get("first step (warm-up + capture)", 0),
          rest_s=total - t["prefill"] - t["decode (copy, first step, loop)"], tokens=sum(map(len, out[0])))
