@@ -9,8 +9,9 @@ Sections (each prints a markdown table; --json writes every figure with its shap
 rewritten after every row so an interrupted run keeps what it measured):
 
   attention  one attention call, forward and forward+backward: time, effective TFLOP/s and peak
-             memory for SA causal (SDPA), SWA dense / tiled / flex (the model's code path) and a
-             raw compiled flex_attention call with its own block mask.
+             memory for SA causal (SDPA), SWA dense / tiled / flex (the model's code path; tiled
+             on CUDA in bf16 is FlashAttention's window kernel) and a raw compiled flex_attention
+             call with its own block mask.
   decode     steady-state decoding speed of generate's loop (model.py's `decode`) from a cache
              already holding `context` tokens, full vs sliding, and the KV cache it holds.
   generate   `generate` end to end (prefill + decode), and the Hugging Face Llama baseline
