@@ -14,7 +14,7 @@ Sliding layers have three interchangeable attention paths with one semantics:
   dense  explicit (T, T) boolean mask into SDPA: the reference, obviously right, O(T^2) memory
   tiled  plain PyTorch: blocks of queries against only the keys they can see, O(T*W) memory
   flex   FlexAttention with a cached block mask (compiled on CUDA): the fast GPU path
-Full layers always use SDPA's causal kernel. The path is how to compute, not what the model is, so
+Full layers use SDPA's causal kernel (decoding on CUDA: FlashAttention over each row's slots in use). The path is how to compute, not what the model is, so
 it is no config field: `GPT(cfg, attn_impl="auto")` (flex on CUDA, tiled on CPU), `model.attn_impl`.
 """
 import copy
@@ -113,7 +113,7 @@ def tiled_attention(q, k, v, window, n_sink=0, block=None):
     Scores are (T, Bq + W - 1) per head instead of (T, T), so memory is O(T*W); no loop over
     the sequence (the key windows are strided views made by unfold). On a GPU in bf16/fp16 without
     sinks this is FlashAttention's own sliding window instead: the same tiling in one fused kernel."""
-    if flash_window_ok(q, n_sink):
+    if not n_sink and flash_ok(q):
         return flash_sliding_attention(q, k, v, window)
     B, H, T, D = q.shape
     Hkv, G = k.shape[1], H // k.shape[1]
@@ -154,18 +154,31 @@ def flash_sliding_attention(q, k, v, window):
     return out.transpose(1, 2)
 
 
-def flash_window_ok(q, n_sink):
-    """Whether flash_sliding_attention can run q: CUDA, half precision, no sinks, a head size it supports."""
-    D = q.shape[-1]
-    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and not n_sink and D % 8 == 0 and D <= 256
-            and _flash_has_window(q.device.index))
+def flash_decode_attention(q, k, v, cu_q, cu_k, used):
+    """One decoding step of full attention by FlashAttention-2's variable-length kernel: q (B, Hkv, G, D) against
+    the first used[i] slots of k, v (B, Hkv, L, D), i = b * Hkv + h. Each (row, key head) is one sequence: its G
+    query heads against its slots (cu_q, cu_k: where each starts). Slots past `used` are never read, so a step
+    costs what the rows' lengths add up to rather than B x L slots (SDPA with a mask reads them all)."""
+    B, Hkv, G, D = q.shape
+    one_head = lambda t: t.reshape(-1, 1, D)   # k, v: views of the cache
+    y = torch.ops.aten._flash_attention_forward(one_head(q), one_head(k), one_head(v), cu_q, cu_k, G, k.shape[2],
+                                                0.0, False, False, seqused_k=used)[0]
+    return y.view(B, Hkv, G, D)
+
+
+def flash_ok(x):
+    """Whether PyTorch's FlashAttention-2 kernels (with window and seqused_k) can take x: CUDA, half precision, a
+    head size they support, a GPU of compute capability 8.0 or more."""
+    D = x.shape[-1]
+    return (x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and D % 8 == 0 and D <= 256
+            and _flash_available(x.device.index))
 
 
 @lru_cache(maxsize=None)
-def _flash_has_window(device_index):
-    op = torch.ops.aten._flash_attention_forward.default
-    return (torch.backends.cuda.is_flash_attention_available() and "window_size_left" in str(op._schema)
-            and torch.cuda.get_device_capability(device_index) >= (8, 0))
+def _flash_available(device_index):
+    schema = str(torch.ops.aten._flash_attention_forward.default._schema)
+    return (torch.backends.cuda.is_flash_attention_available() and "window_size_left" in schema
+            and "seqused_k" in schema and torch.cuda.get_device_capability(device_index) >= (8, 0))
 
 
 @torch.compiler.disable   # built once per shape outside any compiled graph, then reused
@@ -264,7 +277,10 @@ class Attention(nn.Module):
             # one query per row: the G query heads sharing a key head are G queries against its slots, so
             # SDPA needs no grouped-query support (visible: 0 or -inf, added to the scores)
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
-            y = F.scaled_dot_product_attention(qg, k, v, attn_mask=visible).reshape(B, cfg.n_head, 1, D)
+            if self.kind == "F" and cache.flash:
+                y = flash_decode_attention(qg, k, v, *visible).reshape(B, cfg.n_head, 1, D)
+            else:
+                y = F.scaled_dot_product_attention(qg, k, v, attn_mask=visible).reshape(B, cfg.n_head, 1, D)
         else:
             if cache is not None:
                 cache.fill(self.layer_idx, k, v)
@@ -408,7 +424,8 @@ class KVCache:
 
     Full layers keep every position: slot = position. Sliding layers keep S sink slots followed by
     a ring of R = min(W, max_len) slots, slot = S + position % R, so decoding memory does not grow
-    with the generation's length. Each row has its own position; masks hide empty slots."""
+    with the generation's length. Each row has its own position; masks hide empty slots. On CUDA in half
+    precision (`flash`) full layers decode with FlashAttention, which reads only the slots a row uses."""
 
     def __init__(self, cfg, lengths, max_len, dtype):
         self.cfg, self.lengths, self.max_len = cfg, lengths, max_len
@@ -417,6 +434,7 @@ class KVCache:
         slots = [max_len if kind == "F" else self.sinks + self.ring for kind in cfg.layer_kinds()]
         zeros = lambda n: lengths.new_zeros(len(lengths), cfg.n_kv_head, n, cfg.head_dim, dtype=dtype)
         self.k, self.v = [zeros(n) for n in slots], [zeros(n) for n in slots]
+        self.flash = flash_ok(self.k[0])
 
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
@@ -473,11 +491,17 @@ class KVCache:
 
     def at(self, pos, dtype):
         """What a decoding step at `pos` (B,) needs, per layer kind, worked out once for all layers: the slot
-        each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`."""
+        each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`; for
+        full layers on the flash path instead flash_decode_attention's (cu_q, cu_k, used): slots 0..pos of a row."""
         dev, S, R = pos.device, self.sinks, self.ring
         additive = lambda m: torch.zeros_like(m, dtype=dtype).masked_fill_(~m, float("-inf"))[:, None, None]
         kinds, out = set(self.cfg.layer_kinds()), {}
-        if "F" in kinds:
+        if "F" in kinds and self.flash:
+            Hkv, G = self.cfg.n_kv_head, self.cfg.n_head // self.cfg.n_kv_head
+            starts = torch.arange(len(pos) * Hkv + 1, device=dev, dtype=torch.int32)
+            used = (pos + 1).int()[:, None].expand(-1, Hkv).reshape(-1)
+            out["F"] = pos, (starts * G, starts * self.max_len, used)
+        elif "F" in kinds:
             out["F"] = pos, additive(torch.arange(self.max_len, device=dev) <= pos[:, None])
         if "S" in kinds:
             sliding = pos[:, None] - (pos[:, None] - torch.arange(R, device=dev)) % R >= 0   # ring slots in use
@@ -532,16 +556,15 @@ class Recorded:
             return self.fn()
         if self.graph is not None:
             return self.graph.replay()
-        side = torch.cuda.Stream()               # warm-up on a side stream, as capture requires
+        side = torch.cuda.Stream()               # warm-up and capture on a side stream, as capture requires
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self.fn()
         self.graph = torch.cuda.CUDAGraph()
-        if self.generator is not None:
-            self.graph.register_generator_state(self.generator)
-        # capture_begin/end rather than `with torch.cuda.graph()`, which first empties the allocator's cache: in
-        # rl.py the update after the rollouts then had to get its memory from the driver again, at every step
         with torch.cuda.stream(side):
+            self.fn()                            # eager: warms up cuBLAS and the allocator
+            if self.generator is not None:
+                self.graph.register_generator_state(self.generator)
+            # capture_begin/end rather than `with torch.cuda.graph()`, which first empties the allocator's cache:
+            # in rl.py the update after the rollouts then had to get its memory from the driver again, every step
             self.graph.capture_begin()           # records the kernels without running them
             self.fn()
             self.graph.capture_end()
@@ -578,13 +601,14 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
 
     A step is all device work on tensors the loop keeps: sample, book the token, its log-probability and
     whether its row stopped, run the model on it; on CUDA one graph records the whole step (Recorded).
-    Every SYNC_EVERY steps the host looks: it stops once every row has stopped, and it grows the
-    full layers' cache to the positions the next steps reach (in steps of 4 x SYNC_EVERY slots, with
-    a new CUDA graph for the new shape), so they attend over the slots in use rather than over every
-    slot of the longest possible sequence. Rows that stopped keep decoding until the last one does:
-    dropping them measured slower on an H100 (results/h100/steptime/: a step of the default model
-    costs about as much for 1 row as for 256, and every new graph a few milliseconds). On CUDA under
-    autocast it decodes with a copy of the model whose linear weights are cast once (with_linear_weights_in)."""
+    Every SYNC_EVERY steps the host looks: it stops once every row has stopped. Rows that stopped keep
+    decoding until the last one does: dropping them measured slower on an H100 (results/h100/steptime/: a
+    step of the default model costs about as much for 1 row as for 256, and every new graph a few ms). They
+    go on at position 0, so that full layers' FlashAttention (KVCache.flash) reads one slot of theirs rather
+    than all. Without flash (CPU, fp32), SDPA reads every slot of the full layers under a mask, so there the
+    host keeps their cache to the positions the next steps reach (growing it in steps of 4 x SYNC_EVERY
+    slots, a new CUDA graph for each shape). On CUDA under autocast it decodes with a copy of the model whose
+    linear weights are cast once (with_linear_weights_in)."""
     B, device = logits.shape[0], logits.device
     if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
         model = with_linear_weights_in(model, torch.get_autocast_dtype("cuda"))
@@ -604,18 +628,18 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
             done.logical_or_(newly)
         # (after the last token too: one forward more than needed, and every step alike for the graph)
         logits.copy_(model.decode_step(tok, pos, cache))
-        pos.add_(1)
+        pos.copy_(torch.where(done, 0, pos + 1))   # a stopped row's tokens are dropped: position 0 is cheapest
         t.add_(1)
 
     step, full_max = None, cache.max_len
-    has_full = "F" in model.config.layer_kinds()
+    grow = "F" in model.config.layer_kinds() and not cache.flash
     for i in range(steps):
         if i % SYNC_EVERY == 0:
             if eos_id is not None and bool(done.all()):
                 break
-            reach = min(full_max, int(pos.max()) + SYNC_EVERY) if has_full else 0   # positions written next
+            reach = min(full_max, int(pos.max()) + SYNC_EVERY) if grow else 0   # positions written next
             if step is None or reach > cache.max_len:
-                if has_full:
+                if grow:
                     cache = cache.resized(min(full_max, -(-reach // (4 * SYNC_EVERY)) * 4 * SYNC_EVERY))
                 step = Recorded(lambda c=cache: one_step(c), device, generator, cuda_graph)
         step()

@@ -411,16 +411,41 @@ def test_flex_equals_dense_bf16_cuda():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_tiled_attention_in_bf16_on_cuda_is_flash_and_equals_dense_fp32():
+def test_flash_decoding_of_full_layers_reads_only_used_slots_and_equals_dense_fp32():
+    """KVCache.at's lengths and flash_decode_attention against fp32 SDPA with a boolean mask on the CPU; the slots
+    past each row's position hold NaN on the GPU, so reading any of them would show."""
+    B, L, D = 5, 300, 64
+    cfg = GPTConfig(n_head=6, n_kv_head=2, n_embd=6 * D, max_seq_len=L)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(B, 2, 3, D, generator=g)                      # the 3 query heads of each key head
+    k, v = torch.randn(B, 2, L, D, generator=g), torch.randn(B, 2, L, D, generator=g)
+    pos = torch.tensor([0, 1, 127, 128, 299])                     # one slot, a block's edge, every slot
+    seen = torch.arange(L) <= pos[:, None]
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
+    cache = M.KVCache(cfg, torch.ones(B, dtype=torch.long, device="cuda"), L, torch.bfloat16)
+    assert cache.flash
+    unseen = ~seen.cuda()[:, None, :, None]
+    k_gpu, v_gpu = (t.cuda().bfloat16().masked_fill(unseen, float("nan")) for t in (k, v))
+    slot, lengths = cache.at(pos.cuda(), torch.bfloat16)["F"]
+    out = M.flash_decode_attention(q.cuda().bfloat16(), k_gpu, v_gpu, *lengths).float().cpu()
+    assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiled_attention_in_bf16_on_cuda_is_flash_and_equals_dense_fp32(monkeypatch):
+    calls, flash = [], M.flash_sliding_attention
+    monkeypatch.setattr(M, "flash_sliding_attention", lambda *a: calls.append(a) or flash(*a))
     for T, W, S in [(300, 64, 0), (1000, 128, 0), (777, 16, 0), (100, 512, 0), (1, 1, 0), (500, 128, 4)]:
         ref_in = [t.cuda().requires_grad_() for t in qkv(T, H=6, Hkv=2, D=64, seed=T)]
         half_in = [t.detach().to(torch.bfloat16).requires_grad_() for t in ref_in]
-        assert M.flash_window_ok(half_in[0], S) == (S == 0)      # sinks: the einsum path
+        assert M.flash_ok(half_in[0])
+        calls.clear()
         outs = []
         for attention, (q, k, v) in ((M.dense_attention, ref_in), (M.tiled_attention, half_in)):
             out = attention(q, k, v, W, S)
             out.float().pow(2).sum().backward()
             outs.append(out.float())
+        assert len(calls) == (S == 0), (T, W, S)                     # sinks: the einsum path
         assert rel_err(outs[1], outs[0]) < 1e-2, (T, W, S)
         for a, b in zip(half_in, ref_in):
             assert rel_err(a.grad.float(), b.grad) < 2e-2, (T, W, S)

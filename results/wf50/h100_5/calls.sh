@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The device calls of the session of 2026-12-06 (fourth), in order; what each brought back through $OUT lies in
+# results/wf50/h100_5/. Run from the repository root: bash results/wf50/h100_5/calls.sh N
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-runs/out}
+D=runs/t   # SFT models of a 1500-step base of the default preset (traces ~400 tokens, as the preset's)
+mkdir -p $D $OUT
+RL="--steps 10 --eval-every 0 --save-every 0"
+models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later call may have to make them again
+  [ -f $D/sft_swa.pt ] && return
+  python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
+  python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
+  python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
+  python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
+  wait
+}
+gpu() { nvidia-smi --query-gpu=name --format=csv,noheader; python -c "import torch; print(torch.__version__)"; }
+case ${1:-} in
+1)  # one full layer's decoding attention several ways, a rollout with each, then the SA model's RL step with each
+    gpu > $OUT/gpu.txt
+    timeout 120 python results/wf50/steptime/decode_split.py > $OUT/decode_split.jsonl 2> $OUT/decode_split.log
+    timeout 150 python results/wf50/steptime/decode_ab.py > $OUT/decode_ab.jsonl 2> $OUT/decode_ab.log
+    models
+    for rep in 1 2; do
+      for way in sdpa "split 128" matmul "split 64"; do
+        f=sa_${way/ /}_$rep
+        WAY="$way" timeout 60 python results/wf50/steptime/decode_ab.py rl --init $D/sft_sa.pt $RL --out $D/$f.pt \
+          > $D/$f.log 2>&1
+      done
+    done
+    cd $D && tar czf $OUT/c1.tgz *.log *.jsonl convert.json ;;
+2)  # full layers decode with FlashAttention's varlen kernel (only the slots in use; stopped rows at position 0),
+    # against the code before (d2b994d, carried as runs/old): the CUDA tests beside the models, then RL step times
+    # alternating new / old, then bench.py
+    gpu > $OUT/gpu.txt
+    models &
+    python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k cuda > $OUT/pytest.txt 2>&1
+    wait
+    R=$PWD
+    for rep in 1 2; do
+      for m in sa swa; do
+        timeout 60 python rl.py --init $D/sft_$m.pt $RL --out $D/new_${m}_$rep.pt > $D/new_${m}_$rep.log 2>&1
+        (cd runs/old && timeout 60 python rl.py --init $R/$D/sft_$m.pt $RL --out $R/$D/old_${m}_$rep.pt \
+          > $R/$D/old_${m}_$rep.log 2>&1)
+      done
+    done
+    (cd $D && tar czf $OUT/c2.tgz *.log *.jsonl convert.json)
+    timeout 230 python bench.py --json $OUT/bench.json > $OUT/bench.log 2>&1 ;;
+esac
