@@ -14,8 +14,9 @@ Sliding layers have three interchangeable attention paths with one semantics:
   dense  explicit (T, T) boolean mask into SDPA: the reference, obviously right, O(T^2) memory
   tiled  plain PyTorch: blocks of queries against only the keys they can see, O(T*W) memory
   flex   FlexAttention with a cached block mask (compiled on CUDA): the fast GPU path
-Full layers use SDPA's causal kernel (decoding on CUDA: FlashAttention over each row's slots in use). The path is how to compute, not what the model is, so
-it is no config field: `GPT(cfg, attn_impl="auto")` (flex on CUDA, tiled on CPU), `model.attn_impl`.
+Full layers use SDPA's causal kernel (decoding on CUDA: FlashAttention over each row's slots in use).
+The path is how to compute, not what the model is, so it is no config field:
+`GPT(cfg, attn_impl="auto")` (flex on CUDA, tiled on CPU), `model.attn_impl`.
 """
 import copy
 import math
@@ -172,6 +173,13 @@ def flash_ok(x):
     D = x.shape[-1]
     return (x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) and D % 8 == 0 and D <= 256
             and _flash_available(x.device.index))
+
+
+def flash_decode_pays(n_seqs, device):
+    """The varlen kernel gives each (row, key head) one thread block and does not split a long cache, so it decodes
+    faster than SDPA only with enough of them to fill the GPU: on an H100 it was faster at batch 256 and 3.5x
+    slower at batch 1 over 32k slots (bench.py). The line, one sequence per multiprocessor, is not tuned."""
+    return n_seqs >= torch.cuda.get_device_properties(device).multi_processor_count
 
 
 @lru_cache(maxsize=None)
@@ -425,7 +433,8 @@ class KVCache:
     Full layers keep every position: slot = position. Sliding layers keep S sink slots followed by
     a ring of R = min(W, max_len) slots, slot = S + position % R, so decoding memory does not grow
     with the generation's length. Each row has its own position; masks hide empty slots. On CUDA in half
-    precision (`flash`) full layers decode with FlashAttention, which reads only the slots a row uses."""
+    precision with enough rows (`flash`) full layers decode with FlashAttention, which reads only the slots a
+    row uses."""
 
     def __init__(self, cfg, lengths, max_len, dtype):
         self.cfg, self.lengths, self.max_len = cfg, lengths, max_len
@@ -434,7 +443,7 @@ class KVCache:
         slots = [max_len if kind == "F" else self.sinks + self.ring for kind in cfg.layer_kinds()]
         zeros = lambda n: lengths.new_zeros(len(lengths), cfg.n_kv_head, n, cfg.head_dim, dtype=dtype)
         self.k, self.v = [zeros(n) for n in slots], [zeros(n) for n in slots]
-        self.flash = flash_ok(self.k[0])
+        self.flash = flash_ok(self.k[0]) and flash_decode_pays(len(lengths) * cfg.n_kv_head, lengths.device)
 
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
@@ -491,15 +500,15 @@ class KVCache:
 
     def at(self, pos, dtype):
         """What a decoding step at `pos` (B,) needs, per layer kind, worked out once for all layers: the slot
-        each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`; for
-        full layers on the flash path instead flash_decode_attention's (cu_q, cu_k, used): slots 0..pos of a row."""
+        each row writes, and the mask of the slots its query sees, (B, 1, 1, slots) of 0 or -inf in `dtype`;
+        for full layers on the flash path, flash_decode_attention's (cu_q, cu_k, used) instead: slots 0..pos."""
         dev, S, R = pos.device, self.sinks, self.ring
         additive = lambda m: torch.zeros_like(m, dtype=dtype).masked_fill_(~m, float("-inf"))[:, None, None]
         kinds, out = set(self.cfg.layer_kinds()), {}
         if "F" in kinds and self.flash:
             Hkv, G = self.cfg.n_kv_head, self.cfg.n_head // self.cfg.n_kv_head
             starts = torch.arange(len(pos) * Hkv + 1, device=dev, dtype=torch.int32)
-            used = (pos + 1).int()[:, None].expand(-1, Hkv).reshape(-1)
+            used = (pos + 1).int()[:, None].repeat(1, Hkv).view(-1)   # the kernel takes it contiguous
             out["F"] = pos, (starts * G, starts * self.max_len, used)
         elif "F" in kinds:
             out["F"] = pos, additive(torch.arange(self.max_len, device=dev) <= pos[:, None])

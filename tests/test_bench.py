@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import bench
+import model as M
 from model import GPT, GPTConfig, generate
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
@@ -47,10 +48,12 @@ def test_bench_refuses_unknown_sections():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("window,sinks", [(None, 0), (8, 0), (8, 2)])
-def test_cuda_graph_decoding_equals_eager_decoding(window, sinks):
+@pytest.mark.parametrize("window,sinks,flash", [(None, 0, True), (None, 0, False), (8, 0, True), (8, 2, True)])
+def test_cuda_graph_decoding_equals_eager_decoding(monkeypatch, window, sinks, flash):
     """The graphed decode step runs the same kernels as the eager one: identical tokens and
-    log-probabilities, eos handling included; and they are the training forward's (bf16 tolerance)."""
+    log-probabilities, eos handling included; and they are the training forward's (bf16 tolerance).
+    flash: full layers decode with FlashAttention (as for RL's 256 rows), else with SDPA (3 rows here)."""
+    monkeypatch.setattr(M, "flash_decode_pays", lambda n_seqs, device: flash)
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=97, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256,
                     window=window, n_sink=sinks)

@@ -414,21 +414,26 @@ def test_flex_equals_dense_bf16_cuda():
 def test_flash_decoding_of_full_layers_reads_only_used_slots_and_equals_dense_fp32():
     """KVCache.at's lengths and flash_decode_attention against fp32 SDPA with a boolean mask on the CPU; the slots
     past each row's position hold NaN on the GPU, so reading any of them would show."""
-    B, L, D = 5, 300, 64
+    L, D = 300, 64
     cfg = GPTConfig(n_head=6, n_kv_head=2, n_embd=6 * D, max_seq_len=L)
+    rows = lambda n: torch.ones(n, dtype=torch.long, device="cuda")
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    assert M.KVCache(cfg, rows(sms), L, torch.bfloat16).flash       # 2 key heads: twice the rows needed
+    assert not M.KVCache(cfg, rows(1), L, torch.bfloat16).flash     # too few rows: SDPA
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(B, 2, 3, D, generator=g)                      # the 3 query heads of each key head
-    k, v = torch.randn(B, 2, L, D, generator=g), torch.randn(B, 2, L, D, generator=g)
-    pos = torch.tensor([0, 1, 127, 128, 299])                     # one slot, a block's edge, every slot
-    seen = torch.arange(L) <= pos[:, None]
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
-    cache = M.KVCache(cfg, torch.ones(B, dtype=torch.long, device="cuda"), L, torch.bfloat16)
-    assert cache.flash
-    unseen = ~seen.cuda()[:, None, :, None]
-    k_gpu, v_gpu = (t.cuda().bfloat16().masked_fill(unseen, float("nan")) for t in (k, v))
-    slot, lengths = cache.at(pos.cuda(), torch.bfloat16)["F"]
-    out = M.flash_decode_attention(q.cuda().bfloat16(), k_gpu, v_gpu, *lengths).float().cpu()
-    assert rel_err(out, ref) < 1e-2
+    for pos in (torch.tensor([0, 1, 127, 128, 299]), torch.tensor([200])):   # one slot, a block's edge, all
+        B = len(pos)
+        q = torch.randn(B, 2, 3, D, generator=g)                  # the 3 query heads of each key head
+        k, v = torch.randn(B, 2, L, D, generator=g), torch.randn(B, 2, L, D, generator=g)
+        seen = torch.arange(L) <= pos[:, None]
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
+        cache = M.KVCache(cfg, rows(B), L, torch.bfloat16)
+        cache.flash = True
+        unseen = ~seen.cuda()[:, None, :, None]
+        k_gpu, v_gpu = (t.cuda().bfloat16().masked_fill(unseen, float("nan")) for t in (k, v))
+        slot, lengths = cache.at(pos.cuda(), torch.bfloat16)["F"]
+        out = M.flash_decode_attention(q.cuda().bfloat16(), k_gpu, v_gpu, *lengths).float().cpu()
+        assert rel_err(out, ref) < 1e-2, B
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -17,7 +17,8 @@ models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later cal
 }
 gpu() { nvidia-smi --query-gpu=name --format=csv,noheader; python -c "import torch; print(torch.__version__)"; }
 case ${1:-} in
-1)  # one full layer's decoding attention several ways, a rollout with each, then the SA model's RL step with each
+1)  # 294 s, at d2b994d plus the two scripts (machine E, one NVIDIA H100 80GB HBM3, PyTorch 2.11.0+cu130, every call):
+    # one full layer's decoding attention several ways, a rollout with each, then the SA model's RL step with each
     gpu > $OUT/gpu.txt
     timeout 120 python results/wf50/steptime/decode_split.py > $OUT/decode_split.jsonl 2> $OUT/decode_split.log
     timeout 150 python results/wf50/steptime/decode_ab.py > $OUT/decode_ab.jsonl 2> $OUT/decode_ab.log
@@ -30,21 +31,28 @@ case ${1:-} in
       done
     done
     cd $D && tar czf $OUT/c1.tgz *.log *.jsonl convert.json ;;
-2)  # full layers decode with FlashAttention's varlen kernel (only the slots in use; stopped rows at position 0),
+2)  # 243 s, at 060c5f7 (after ~1 h of refused starts, a fresh machine F): full layers decode with FlashAttention's varlen kernel (only the slots in use; stopped rows at position 0),
     # against the code before (d2b994d, carried as runs/old): the CUDA tests beside the models, then RL step times
-    # alternating new / old, then bench.py
+    # alternating new / old
     gpu > $OUT/gpu.txt
     models &
     python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k cuda > $OUT/pytest.txt 2>&1
     wait
     R=$PWD
-    for rep in 1 2; do
-      for m in sa swa; do
-        timeout 60 python rl.py --init $D/sft_$m.pt $RL --out $D/new_${m}_$rep.pt > $D/new_${m}_$rep.log 2>&1
-        (cd runs/old && timeout 60 python rl.py --init $R/$D/sft_$m.pt $RL --out $R/$D/old_${m}_$rep.pt \
-          > $R/$D/old_${m}_$rep.log 2>&1)
-      done
+    for run in sa_1 swa_1 sa_2; do
+      m=${run%_*}
+      timeout 60 python rl.py --init $D/sft_$m.pt $RL --out $D/new_$run.pt > $D/new_$run.log 2>&1
+      (cd runs/old && timeout 60 python rl.py --init $R/$D/sft_$m.pt $RL --out $R/$D/old_$run.pt > $R/$D/old_$run.log 2>&1)
     done
-    (cd $D && tar czf $OUT/c2.tgz *.log *.jsonl convert.json)
-    timeout 230 python bench.py --json $OUT/bench.json > $OUT/bench.log 2>&1 ;;
+    cd $D && tar czf $OUT/c2.tgz *.log *.jsonl convert.json ;;
+2b) # 9 s, right after 2 on machine F: the new flash decoding test, whose name -k cuda had missed
+    python -m pytest -q -p no:cacheprovider tests/test_model.py -k "flash_decoding or flash_and" ;;
+3)  # 86 s, same machine: bench.py at 060c5f7 (found: batch 1 failed, "seqused_k must be contiguous")
+    nvidia-smi --query-gpu=name --format=csv,noheader > $OUT/gpu.txt
+    timeout 200 python bench.py --only decode,generate,attention --no-hf --json $OUT/bench.json > $OUT/bench.log 2>&1
+    ;;
+4)  # 43 s, same machine, after the fix (`used` made contiguous; not yet the batch gate): CUDA tests, bench
+    nvidia-smi --query-gpu=name --format=csv,noheader > $OUT/gpu.txt
+    python -m pytest -q -p no:cacheprovider tests/test_model.py tests/test_bench.py -k "flash or cuda" > $OUT/pytest.txt 2>&1
+    timeout 60 python bench.py --only decode,generate --no-hf --json $OUT/bench.json > $OUT/bench.log 2>&1 ;;
 esac
