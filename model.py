@@ -614,10 +614,10 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     decoding until the last one does: dropping them measured slower on an H100 (results/h100/steptime/: a
     step of the default model costs about as much for 1 row as for 256, and every new graph a few ms). They
     go on at position 0, so that full layers' FlashAttention (KVCache.flash) reads one slot of theirs rather
-    than all. Without flash (CPU, fp32), SDPA reads every slot of the full layers under a mask, so there the
-    host keeps their cache to the positions the next steps reach (growing it in steps of 4 x SYNC_EVERY
-    slots, a new CUDA graph for each shape). On CUDA under autocast it decodes with a copy of the model whose
-    linear weights are cast once (with_linear_weights_in)."""
+    than all. Without flash (CPU, fp32, few rows), SDPA reads every slot of the full layers under a mask,
+    so there the host keeps their cache to the positions the next steps reach (growing it in steps of
+    4 x SYNC_EVERY slots, a new CUDA graph for each shape). On CUDA under autocast it decodes with a copy of
+    the model whose linear weights are cast once (with_linear_weights_in)."""
     B, device = logits.shape[0], logits.device
     if device.type == "cuda" and torch.is_autocast_enabled("cuda"):
         model = with_linear_weights_in(model, torch.get_autocast_dtype("cuda"))

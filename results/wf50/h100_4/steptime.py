@@ -30,9 +30,14 @@ def row(path):
     return med(step), med(roll), med(rest), f"{max(step):.3f}", f"{steps[-1]['peak_mem_gb']:.2f}"
 
 
-print("| call | run | step (s) | rollouts (s) | update and the rest (s) | slowest step (s) | peak GB |")
-print("|---|---|---|---|---|---|---|")
-for call, pattern, what in RUNS:
-    for path in sorted(glob.glob(os.path.join(HERE, pattern + ".jsonl"))):
-        name = os.path.basename(path)[:-len(".jsonl")]
-        print(f"| {call} | {what} (`{name}`) | " + " | ".join(row(path)) + " |")
+def table(runs, here):
+    print("| call | run | step (s) | rollouts (s) | update and the rest (s) | slowest step (s) | peak GB |")
+    print("|---|---|---|---|---|---|---|")
+    for call, pattern, what in runs:
+        for path in sorted(glob.glob(os.path.join(here, pattern + ".jsonl"))):
+            name = os.path.basename(path)[:-len(".jsonl")]
+            print(f"| {call} | {what} (`{name}`) | " + " | ".join(row(path)) + " |")
+
+
+if __name__ == "__main__":
+    table(RUNS, HERE)

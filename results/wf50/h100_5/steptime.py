@@ -3,12 +3,9 @@
 Each run is `rl.py --steps 10` alone on the GPU, on the SFT models of a 1500-step base (calls.sh's models); medians
 over steps 2-10 (step 1 records the graphs and warms up). rollouts: the generated tokens over rollout_tok_s (rl.py's
 own clock around them); update and the rest: the step less its rollouts (the update, grading and logging)."""
-import glob
-import json
+import importlib.util
 import os
-import statistics
 
-ROLLOUTS = 256   # per step: the preset's 32 prompts x 8
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = [   # (call, file pattern, what ran)
     (1, "call1/sa_sdpa_*", "SA, SDPA with a mask (the code then)"), (1, "call1/sa_matmul_*", "SA, two matmuls"),
@@ -18,18 +15,9 @@ RUNS = [   # (call, file pattern, what ran)
 ]
 
 
-def row(path):
-    steps = [r for r in map(json.loads, open(path)) if "step_time" in r][1:]
-    step = [r["step_time"] for r in steps]
-    roll = [r["len_mean"] * ROLLOUTS / r["rollout_tok_s"] for r in steps]
-    rest = [s - t for s, t in zip(step, roll)]
-    med = lambda xs: f"{statistics.median(xs):.3f}"
-    return med(step), med(roll), med(rest), f"{max(step):.3f}", f"{steps[-1]['peak_mem_gb']:.2f}"
 
-
-print("| call | run | step (s) | rollouts (s) | update and the rest (s) | slowest step (s) | peak GB |")
-print("|---|---|---|---|---|---|---|")
-for call, pattern, what in RUNS:
-    for path in sorted(glob.glob(os.path.join(HERE, pattern + ".jsonl"))):
-        name = os.path.basename(path)[:-len(".jsonl")]
-        print(f"| {call} | {what} (`{name}`) | " + " | ".join(row(path)) + " |")
+if __name__ == "__main__":
+    spec = importlib.util.spec_from_file_location("steptime4", os.path.join(HERE, "..", "h100_4", "steptime.py"))
+    steptime4 = importlib.util.module_from_spec(spec)   # the last session's table: the same columns
+    spec.loader.exec_module(steptime4)
+    steptime4.table(RUNS, HERE)

@@ -42,29 +42,30 @@ def graph_time(fn):
     return sorted(times)[2]
 
 
-g = torch.Generator(dev).manual_seed(0)
-for L in (128, 256, 512, 704, 1024):
-    q = torch.randn(B, HKV, G, D, device=dev, dtype=torch.bfloat16, generator=g)
-    k_bl = torch.randn(B, L, HKV, D, device=dev, dtype=torch.bfloat16, generator=g)   # flash's layout
-    v_bl = torch.randn(B, L, HKV, D, device=dev, dtype=torch.bfloat16, generator=g)
-    k_hl, v_hl = k_bl.transpose(1, 2).contiguous(), v_bl.transpose(1, 2).contiguous()   # model.py's layout
-    pos = torch.randint(L // 2, L, (B,), device=dev, generator=g)
-    mask = torch.zeros(B, 1, 1, L, device=dev, dtype=torch.bfloat16)
-    mask.masked_fill_((torch.arange(L, device=dev) > pos[:, None])[:, None, None], float("-inf"))
-    cu_q = torch.arange(B + 1, device=dev, dtype=torch.int32) * G
-    cu_k = torch.arange(B + 1, device=dev, dtype=torch.int32) * L
-    used = (pos + 1).int()
+if __name__ == "__main__":   # decode_split.py imports graph_time
+    g = torch.Generator(dev).manual_seed(0)
+    for L in (128, 256, 512, 704, 1024):
+        q = torch.randn(B, HKV, G, D, device=dev, dtype=torch.bfloat16, generator=g)
+        k_bl = torch.randn(B, L, HKV, D, device=dev, dtype=torch.bfloat16, generator=g)   # flash's layout
+        v_bl = torch.randn(B, L, HKV, D, device=dev, dtype=torch.bfloat16, generator=g)
+        k_hl, v_hl = k_bl.transpose(1, 2).contiguous(), v_bl.transpose(1, 2).contiguous()   # model.py's layout
+        pos = torch.randint(L // 2, L, (B,), device=dev, generator=g)
+        mask = torch.zeros(B, 1, 1, L, device=dev, dtype=torch.bfloat16)
+        mask.masked_fill_((torch.arange(L, device=dev) > pos[:, None])[:, None, None], float("-inf"))
+        cu_q = torch.arange(B + 1, device=dev, dtype=torch.int32) * G
+        cu_k = torch.arange(B + 1, device=dev, dtype=torch.int32) * L
+        used = (pos + 1).int()
 
-    def sdpa():
-        return F.scaled_dot_product_attention(q, k_hl, v_hl, attn_mask=mask)
+        def sdpa():
+            return F.scaled_dot_product_attention(q, k_hl, v_hl, attn_mask=mask)
 
-    def flash():
-        qf = q.transpose(1, 2).reshape(B * G, HKV, D)   # row b's G queries of each key head: a segment of G
-        out = torch.ops.aten._flash_attention_forward(
-            qf, k_bl.view(B * L, HKV, D), v_bl.view(B * L, HKV, D), cu_q, cu_k, G, L, 0.0, False, False,
-            seqused_k=used)[0]
-        return out.view(B, G, HKV, D).transpose(1, 2)
+        def flash():
+            qf = q.transpose(1, 2).reshape(B * G, HKV, D)   # row b's G queries of each key head: a segment of G
+            out = torch.ops.aten._flash_attention_forward(
+                qf, k_bl.view(B * L, HKV, D), v_bl.view(B * L, HKV, D), cu_q, cu_k, G, L, 0.0, False, False,
+                seqused_k=used)[0]
+            return out.view(B, G, HKV, D).transpose(1, 2)
 
-    diff = (sdpa().float() - flash().float()).abs().max().item()
-    print(json.dumps({"cache_slots": L, "sdpa_us": round(graph_time(sdpa) * 1e6, 2),
-                      "flash_us": round(graph_time(flash) * 1e6, 2), "max_abs_diff": diff}), flush=True)
+        diff = (sdpa().float() - flash().float()).abs().max().item()
+        print(json.dumps({"cache_slots": L, "sdpa_us": round(graph_time(sdpa) * 1e6, 2),
+                          "flash_us": round(graph_time(flash) * 1e6, 2), "max_abs_diff": diff}), flush=True)

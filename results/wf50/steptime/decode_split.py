@@ -18,33 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-B, H, HKV, D, REPS = 256, 6, 2, 64, 50
+from decode_attn import graph_time   # REPS calls in one CUDA graph, median of 5 replays
+
+B, H, HKV, D = 256, 6, 2, 64
 G = H // HKV
 torch.backends.cuda.enable_cudnn_sdp(False)   # as rl.py
 dev = torch.device("cuda")
 NEG = torch.finfo(torch.bfloat16).min   # finite: a chunk no row can see gives weight 0, not NaN
-
-
-def graph_time(fn):
-    """Seconds per call of fn, from REPS calls recorded in one CUDA graph (median of 5 replays)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(REPS):
-            fn()
-    times = []
-    for _ in range(5):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / REPS)
-    return sorted(times)[2]
 
 
 g = torch.Generator(dev).manual_seed(0)
