@@ -283,7 +283,8 @@ class Attention(nn.Module):
             slot, visible = mask[self.kind]                         # this step's, for the layer's kind
             k, v = cache.update(self.layer_idx, k, v, slot, pos)    # every slot of this layer
             # one query per row: the G query heads sharing a key head are G queries against its slots, so
-            # SDPA needs no grouped-query support (visible: 0 or -inf, added to the scores)
+            # neither kernel needs grouped-query support (visible: SDPA's additive mask of 0 or -inf, or on
+            # the flash path the full layers' slot counts, from KVCache.at)
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
             if self.kind == "F" and cache.flash:
                 y = flash_decode_attention(qg, k, v, *visible).reshape(B, cfg.n_head, 1, D)

@@ -30,14 +30,7 @@ def call(self):
 M.Recorded.__call__ = call
 sys.argv = ["rl.py"] + sys.argv[1:]; runpy.run_path("rl.py", run_name="__main__")'
 RL="--steps 10 --eval-every 0 --save-every 0"
-models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later call may have to make them again
-  [ -f $D/sft_swa.pt ] && return
-  python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
-  python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
-  python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
-  python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
-  wait
-}
+source results/wf50/models.sh   # models(): the SFT models in $D
 case ${1:-} in
 1)  # 309 s, at 0353f48 (machine A): the base and its SFT models (in the background), the CUDA tests
     # beside them; then, alone on the GPU,

@@ -7,14 +7,7 @@ OUT=${OUT:-runs/out}
 D=runs/t   # SFT models of a 1500-step base of the default preset (traces ~400 tokens, as the preset's)
 mkdir -p $D $OUT
 RL="--steps 10 --eval-every 0 --save-every 0"
-models() {   # ~110 s; a machine is warm only ~30 s after a call, so a later call may have to make them again
-  [ -f $D/sft_swa.pt ] && return
-  python pretrain.py --preset default --steps 1500 --eval-every 0 --out $D/base.pt > $D/pretrain.log 2>&1
-  python convert.py --init $D/base.pt --n-val 0 --out $D/swa.pt > $D/convert.json 2>&1
-  python sft.py --init $D/base.pt --out $D/sft_sa.pt > $D/sft_sa.log 2>&1 &
-  python sft.py --init $D/swa.pt --out $D/sft_swa.pt > $D/sft_swa.log 2>&1
-  wait
-}
+source results/wf50/models.sh   # models(): the SFT models in $D
 gpu() { nvidia-smi --query-gpu=name --format=csv,noheader; python -c "import torch; print(torch.__version__)"; }
 case ${1:-} in
 1)  # 294 s, at d2b994d plus the two scripts (machine E, one NVIDIA H100 80GB HBM3, PyTorch 2.11.0+cu130, every call):
