@@ -612,7 +612,7 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     A step is all device work on tensors the loop keeps: sample, book the token, its log-probability and
     whether its row stopped, run the model on it; on CUDA one graph records the whole step (Recorded).
     Every SYNC_EVERY steps the host looks: it stops once every row has stopped. Rows that stopped keep
-    decoding until the last one does: dropping them measured slower on an H100 (results/h100/steptime/: a
+    decoding until the last one does: dropping them measured slower on an H100 (docs/log.md, 2026-11-23: a
     step of the default model costs about as much for 1 row as for 256, and every new graph a few ms). They
     go on at position 0, so that full layers' FlashAttention (KVCache.flash) reads one slot of theirs rather
     than all. Without flash (CPU, fp32, few rows), SDPA reads every slot of the full layers under a mask,

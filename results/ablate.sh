@@ -9,7 +9,8 @@
 # settings), eval.py (the preset's problems, greedy and 1 sample). Independent pipelines run in parallel;
 # every line resumes or skips what is done, so on the device (10-minute calls) the same command runs again
 # until it prints "ablate: done"; `python results/ablate_table.py O` then prints the table.
-#   timeout 570 bash results/ablate.sh runs/default runs/abl        # results/h100/ablate2/ (20% corpus)
+#   timeout 570 bash results/ablate.sh runs/wf50/s0 runs/abl50      # results/wf50/ablate/
+#   (at the 20% corpus, from runs/default: `git show ab9762d:results/h100/ablate2/`)
 #   OMP_NUM_THREADS=1 PRESET=cpu WINDOWS="32 128" PATTERN=SF bash results/ablate.sh runs/cpu0 runs/cpu_abl
 #     (B from `bash run.sh --preset cpu --out runs/cpu0`; 2 CPU cores, one thread per pipeline: results/cpu_ablate/)
 # PRESET, WINDOWS (the own-base windows: half and twice the preset's) and PATTERN (one full layer in four;
