@@ -1,18 +1,11 @@
 """
-What every script shares, decided once: the presets table, the device, loading a checkpoint with
-its tokenizer and metadata record, resuming a run, claiming outputs (never an input, one writer at
-a time: a `<out>.lock` holding the pid), and one-line user errors.
+What every script shares, decided once: the presets table, the command line (one-line user errors,
+typed numbers, the device), claiming outputs (never an input, one writer at a time: a `<out>.lock`
+holding the pid, files written whole), and reading JSON-lines inputs.
 
-The metadata record (a checkpoint's `meta`) is how settings flow from stage to stage:
-
-    preset      the presets-table row the run was made with (later stages default to it)
-    tokenizer   the tokenizer file, relative to the repository
-    data        the generator knobs of the problems this model is trained and tested on, the
-                window the window-friendly traces are written for among them
-    history     one entry per stage so far: what it was, what it read, its own settings
-    step, train_state   the training stage's progress (train_state is None once it finished)
-
-Each stage reads the record of its --init, updates it (`next_meta`) and passes it on.
+Depends on no other module of the project, so every module may import it. Checkpoints, the metadata
+record that flows from stage to stage and resuming are in checkpoint.py; the generator's knobs are
+checked in data/mathgen.py (check_knobs).
 """
 import argparse
 import atexit
@@ -20,7 +13,6 @@ import glob
 import json
 import math
 import os
-import random
 import sys
 
 import torch
@@ -64,14 +56,15 @@ PRESETS = {
                 eval_n=32),
         eval=dict(n=300, k=2, max_new_tokens=None, batch_size=300),
     ),
-    # corpus_wf_frac: the base's corpus holds both styles about equally, so it writes either one well (at the
-    # record's 0.2 its window-friendly samples were right 26-82% across five bases: README)
+    # corpus_wf_frac: the base's corpus holds enough window-friendly traces to write them well (at 0.2 they
+    # were right 26-82% of the time across five bases) but fewer than SA ones, so its greedy traces (and the
+    # converted model's) keep the SA style: at 0.5 the converted model needed no SFT or RL (docs/log.md)
     "default": dict(
         expect="about 10 minutes on one H100",
         model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=6000, batch_size=64, lr=2e-3, warmup=100, n_train=120000, n_val=256,
-                      eval_every=250, corpus_wf_frac=0.5),
+                      eval_every=250, corpus_wf_frac=0.35),
         sft=dict(steps=200, batch_size=64, lr=5e-4, warmup=20, n_train=15000, n_val=256, eval_every=100),
         rl=dict(steps=40, prompts_per_step=32, group_size=8, max_new_tokens=768, lr=1e-4, eval_every=10,
                 eval_n=128),
@@ -264,7 +257,7 @@ def release_outputs():
 
 
 def _remove_stale(prefix):
-    """`<prefix><pid>` files whose process is dead: half-written saves of a killed run (model.save_checkpoint
+    """`<prefix><pid>` files whose process is dead: half-written saves of a killed run (checkpoint.save_checkpoint
     and the report writers name their temporary file after the pid that writes it)."""
     for path in glob.glob(glob.escape(prefix) + "*"):
         pid = path[len(prefix):]
@@ -292,7 +285,7 @@ def write_atomic(path, data):
 
 
 # ----------------------------------------------------------------------------------------------
-# inputs: JSON-lines files, generator knobs, room in the context
+# inputs: JSON-lines files
 
 def read_jsonl(path, what="", need=()):
     """The records of a JSON-lines file, one object per line, each with the keys `need`. A missing,
@@ -317,198 +310,3 @@ def read_jsonl(path, what="", need=()):
     if not rows:
         fail(f"{where}: no records (an empty file)")
     return rows
-
-
-def check_knobs(knobs, where="data knobs"):
-    """Generator knobs (data.mathgen.DEFAULT_KNOBS) within their meaning, else one line: a range the
-    generator would choke on ("empty range for randrange()") is refused before it is drawn from."""
-    from data.mathgen import DEFAULT_KNOBS, MAX_VALUE, NAMES, check_kinds
-    unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
-    if unknown:
-        fail(f"{where}: unknown knobs {unknown}; known: {sorted(DEFAULT_KNOBS)}")
-    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
-    for k, v in knobs.items():
-        if k in ("window_friendly_frac", "detour_rate"):
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-            want = "a number in [0, 1]"
-        elif k == "window":
-            ok, want = is_int(v) and v >= 1, "an integer >= 1"
-        elif k == "n_people":
-            ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
-        elif k == "max_value":
-            ok, want = is_int(v) and 10 <= v <= MAX_VALUE, f"an integer in [10, {MAX_VALUE}]"
-        elif k == "sa_prose":
-            ok, want = isinstance(v, bool) or v == "plan", 'true, false or "plan"'
-        elif k == "kinds":   # None (every kind) or a list the generator checks itself
-            try:
-                ok, want = v is None or bool(check_kinds(v)), "null or a list of kinds"
-            except (TypeError, ValueError) as e:
-                fail(f"{where}: {e}")
-        else:   # n_events, distractors: a count or an inclusive [lo, hi]
-            bounds = [v, v] if is_int(v) else list(v) if isinstance(v, (list, tuple)) else []
-            ok = len(bounds) == 2 and all(map(is_int, bounds)) and 0 <= bounds[0] <= bounds[1]
-            want = "N or [LO, HI] with 0 <= LO <= HI"
-        if not ok:
-            fail(f"{where}: {k} must be {want}, got {json.dumps(v)}")
-    from data.mathgen import make_problems
-    try:   # each value in range, yet together they may admit no problem (long questions, a small window)
-        make_problems(1, **knobs)
-    except ValueError as e:
-        fail(f"{where}: {e}")
-    return knobs
-
-
-def check_room(path, max_seq_len, enc, problems, new_tokens=1):
-    """The one check that a model fits the task: a context that cannot hold the longest prompt of
-    `problems` and `new_tokens` more is a user error found before any work, not mid-run."""
-    from data.tokenizer import encode_prompt
-    longest = max(len(encode_prompt(enc, p["question"])) for p in problems)
-    if longest + new_tokens > max_seq_len:
-        fail(f"{path}: max_seq_len={max_seq_len} is too short for this task (prompts of up to {longest} tokens "
-             f"and {new_tokens} to generate)")
-
-
-# ----------------------------------------------------------------------------------------------
-# checkpoints and the metadata record
-
-def load(path, device="cpu", prompt_format=None, **overrides):
-    """Checkpoint (or Hugging Face folder) -> (model, tokenizer, meta). A missing or bad file, or a model
-    whose vocabulary is not exactly its tokenizer's, is one line and exit 1. prompt_format (plain or
-    chat) replaces the one recorded for an imported tokenizer, and is recorded in meta from then on."""
-    from data.tokenizer import load_tokenizer
-    from model import load_checkpoint
-    try:
-        model, meta = load_checkpoint(path, device=device, **overrides)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(str(e))
-    tok = meta.get("tokenizer")
-    if prompt_format:
-        if not (isinstance(tok, str) and tok.endswith(".json")):
-            fail(f"{path}: --prompt-format applies to imported (tokenizer.json) tokenizers only")
-        meta["prompt_format"] = prompt_format
-    if isinstance(tok, str) and not os.path.isabs(tok):
-        tok = os.path.join(ROOT, tok)   # stored relative to the repository
-    if "hf" in meta and not isinstance(tok, str):
-        fail(f"{path}: the imported model has no tokenizer.json beside its weights")
-    try:
-        enc = load_tokenizer(tok if isinstance(tok, str) else None, meta.get("prompt_format", "plain"))
-    except OSError as e:
-        fail(f"{path}: cannot read its tokenizer {tok} ({e.strerror})")
-    except ValueError as e:   # a binary or foreign file, or a tokenizer.json we cannot read
-        fail(f"{path}: its tokenizer {tok} is not a tokenizer file ({str(e).splitlines()[0]})")
-    # imported models may pad the embedding table past the tokenizer's ids (Qwen2.5: 151936 > 151665)
-    if model.config.vocab_size < enc.n_vocab or ("hf" not in meta and model.config.vocab_size != enc.n_vocab):
-        fail(f"{path} has vocab_size {model.config.vocab_size} but its tokenizer has {enc.n_vocab} ids")
-    return model, enc, meta
-
-
-def data_knobs(meta):
-    """The generator knobs of the problems `meta`'s model was made for (the window among them)."""
-    from data.mathgen import DEFAULT_KNOBS
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    return {**DEFAULT_KNOBS, **{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in data.items() if k in DEFAULT_KNOBS}}
-
-
-def next_meta(meta, stage, **record):
-    """The record a stage passes on: its input's, without that stage's progress, plus a history entry.
-    An unfinished input (a run stopped mid-way, train_state kept) is refused: building on it by mistake
-    would quietly give a weaker model."""
-    if meta.get("train_state"):
-        fail(f"{record.get('init', 'the input')} is an unfinished {meta.get('stage', 'training')} run "
-             f"(step {meta.get('step')}); finish it with --resume first")
-    out = {k: v for k, v in meta.items() if k not in ("step", "train_state")}
-    out["stage"] = stage
-    out["history"] = list(meta.get("history", [])) + [{"stage": stage, **record}]
-    return out
-
-
-# What makes a run: a checkpoint at --out made with other values of these is another run's
-SETTINGS = ("preset", "tokenizer", "data", "history")
-
-
-def settings_diff(a, b, where=""):
-    """The first place two settings records differ, as 'data.window: 128 != 64' (None if equal)."""
-    a, b = (json.loads(json.dumps(x, default=str)) for x in (a, b))   # tuples and lists alike
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = settings_diff(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
-            if d:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := settings_diff(x, y, f"{where}[{i}]"))), None)
-    return None if a == b else f"{where}: {a!r} != {b!r}"
-
-
-def resume(args, meta, model, opt):
-    """The step a training stage starts at. --resume with an unfinished run at --out made with the same
-    settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
-    there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
-    A checkpoint made with other settings is never continued nor taken as done."""
-    from model import read_checkpoint
-    stage = meta["stage"]
-    if not (args.resume and os.path.exists(args.out)):
-        return 0
-    try:
-        ckpt = read_checkpoint(args.out)
-    except (OSError, ValueError) as e:
-        fail(f"--resume: {e}")
-    if not isinstance(ckpt.get("meta"), dict) or ckpt["meta"].get("stage") != stage:
-        fail(f"--resume: {args.out} is a {(ckpt.get('meta') or {}).get('stage')!r} checkpoint, not a {stage} run")
-    config = model.config.saved()
-    saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    made = {"config": {k: v for k, v in saved.items() if k in config},   # keys older versions saved: not settings
-            **{k: ckpt["meta"].get(k) for k in SETTINGS}}
-    now = {"config": config, **{k: meta.get(k) for k in SETTINGS}}
-    diff = settings_diff(made, now)
-    if diff:
-        fail(f"--resume: {args.out} was made with other settings ({diff}); use another --out, or drop --resume "
-             f"to start over")
-    state = ckpt["meta"].get("train_state")
-    if state is None and ckpt["meta"].get("step") != args.steps:   # a finished run cannot be extended
-        fail(f"--resume: {args.out} is a {stage} run finished at step {ckpt['meta'].get('step')}, not "
-             f"{args.steps}; use another --out, or drop --resume to start over")
-    if state is None:
-        print(f"{args.out} is a finished {stage} run; nothing to do")
-        sys.exit(0)
-    try:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        fail(f"--resume: {args.out} does not fit this run ({str(e).splitlines()[0]})")
-    set_rng_state(state["rng"])
-    print(f"resuming {args.out} at step {state['step']}")
-    return state["step"]
-
-
-def open_metrics(path, resumed_at):
-    """The JSON-lines metrics file, opened for appending: a fresh run starts it empty, a resumed one
-    keeps only the rows up to the step it resumes at (the rest will be written again), and not a stage's
-    final row ("stage": "sft_final"), which is written after its last step and again by a resumed run."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    keep = []
-    if resumed_at and os.path.exists(path):
-        rows = [(line, json.loads(line)) for line in open(path) if line.strip()]
-        keep = [line for line, r in rows
-                if r.get("step", 0) <= resumed_at and not str(r.get("stage", "")).endswith("_final")]
-    with open(path, "w") as f:
-        f.writelines(keep)
-    return open(path, "a")
-
-
-def rng_state():
-    """Every random stream a training stage draws from, as plain tensors and lists (weights_only-safe)."""
-    v, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(), "python": [v, list(internal), gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole SWARR recipe, in order, then the results table:
-#   tokenizer (if missing) -> pretrain the SA base -> SFT it
-#   convert the base to SWA -> SFT it (same data, steps, hyperparameters)
-#   GRPO both (same settings) -> eval.py on all of them and on the converted model before SFT
+#   tokenizer (if missing) -> pretrain the SA base -> convert it to SWA -> the base report (eval.py on
+#   both; report.py says whether the draw is weak) -> SFT of SA and of SWA (same data, steps,
+#   hyperparameters) -> GRPO of both (same settings) -> eval.py on them -> results.md / results.json
 #
 #   bash run.sh [--preset smoke|tiny|cpu|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
 #               [--sinks N] [--layer-pattern S] [--wf-frac F] [--corpus-wf-frac F]
@@ -59,7 +59,7 @@ if [ -s "$out/run.json" ] && [ "$(cat "$out/run.json")" != "$record" ]; then
   fi
   echo "--force: $out was made with other settings; removing its stage outputs"
   rm -f "$out"/{base,swa,sft_sa,sft_swa}.{pt,jsonl} "$out"/rl_*.{pt,jsonl,svg} \
-    "$out"/{convert.json,results.json,results.md,rl_curves.svg}
+    "$out"/{convert.json,base.json,base.md,final.json,results.json,results.md,rl_curves.svg}
 fi
 trap 'rm -f "$out"/*.tmp$$' EXIT   # this script's temporary files, if a stage fails
 echo "$record" > "$out/run.json.tmp$$" && mv "$out/run.json.tmp$$" "$out/run.json"
@@ -75,8 +75,6 @@ start=$(date +%s)
 
 say "pretrain SA base"
 "$PY" pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
-say "SFT of the SA model"
-"$PY" sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
 # convert's outputs are the checkpoint and its report: both there, or it is done again (a kill after the
 # checkpoint used to leave convert.json empty for good); the report is renamed into place when whole
 if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; then
@@ -86,11 +84,21 @@ if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; the
   mv "$out/convert.json.tmp$$" "$out/convert.json"
   cat "$out/convert.json"
 fi
+# the base report: what the base writes and how well, what conversion costs, whether the draw is weak
+if [ $force = 1 ] || [ ! -s "$out/base.json" ]; then
+  say "the base report (the base and the converted model, before SFT)"
+  "$PY" eval.py --ckpt "$out/base.pt" "$out/swa.pt" --label "SA base, no SFT" --label "SWA converted, no SFT" \
+    --seed "$seed" --json "$out/base.json" > /dev/null
+fi
+"$PY" report.py base "$out"
+
+say "SFT of the SA model"
+"$PY" sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
 say "SFT of the SWA model"
 "$PY" sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
 
-ckpts=("$out/swa.pt" "$out/sft_sa.pt" "$out/sft_swa.pt")
-labels=(--label "SWA converted, no SFT" --label "SA + SFT" --label "SWA + SFT")
+ckpts=("$out/sft_sa.pt" "$out/sft_swa.pt")
+labels=(--label "SA + SFT" --label "SWA + SFT")
 for s in $rl_seeds; do
   for m in sa swa; do
     say "RL of the $m model (seed $s)"
@@ -100,6 +108,7 @@ for s in $rl_seeds; do
 done
 
 say "evaluate"
-"$PY" eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/results.json" --md "$out/results.md"
+"$PY" eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/final.json" > /dev/null
+"$PY" report.py results "$out"   # results.json and results.md: the base report, then every model
 "$PY" plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"
