@@ -13,9 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 from eval import _pct as pct   # noqa: E402  the results table's own percent format
 
 DRAWS = [   # (draw, GPU, folder under results/wf50/)
-    ("s0", "H100", "h100/s0"), ("s1", "H100", "h100/s1"), ("s0, again", "H200", "draws/h200_s0"),
-    ("s0, again", "H100", "ablate"), ("s2, again", "H100", "draws/h100_2_s2"),
-    ("s2, third", "H100", "draws/h100_3_s2"), ("s2, fourth", "H100", "draws/h100_4_s2"),
+    ("s0", "H100", "h100/s0"), ("s1", "H100", "h100/s1"), ("s0, again", "H200", "draws/h200/s0"),
+    ("s0, again", "H100", "ablate"), ("s2, again", "H100", "draws/h100_2/s2"),
+    ("s2, third", "H100", "draws/h100_3/s2"), ("s2, fourth", "H100", "draws/h100_4/s2"),
 ]
 LABELS = {   # eval.py's labels in the recipe's files (ablate.sh's own labels for the same models)
     "conv": ["SWA converted, no SFT"], "sa": ["SA + SFT", "sft_sa"], "swa": ["SWA + SFT", "sft_swa"],
