@@ -12,7 +12,7 @@ rewritten after every row so an interrupted run keeps what it measured):
              memory for SA causal (SDPA), SWA dense / tiled / flex (the model's code path; tiled
              on CUDA in bf16 is FlashAttention's window kernel) and a raw compiled flex_attention
              call with its own block mask.
-  decode     steady-state decoding speed of generate's loop (model.py's `decode`) from a cache
+  decode     steady-state decoding speed of generate's loop (engine.py's `decode`) from a cache
              already holding `context` tokens, full vs sliding, and the KV cache it holds.
   generate   `generate` end to end (prefill + decode), and the Hugging Face Llama baseline
              (same shapes, random weights) when `transformers` imports.
@@ -38,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+import engine
 import model as M
 from common import PRESETS, ArgumentParser, claim_outputs, pick_device, release_outputs, write_atomic
-from model import GPT, GPTConfig, generate
+from engine import generate
+from model import GPT, GPTConfig
 from pretrain import flops_per_token, peak_flops
 
 
@@ -280,7 +282,7 @@ def decode_rate(model, batch, context, device, n1, n2, cuda_graph):
     cfg = model.config
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     lengths = torch.full((batch,), context, device=device)
-    cache = M.KVCache(cfg, lengths, context + n2, dtype)    # as if prompts of `context` tokens were prefilled
+    cache = engine.KVCache(cfg, lengths, context + n2, dtype)    # as if prompts of `context` tokens were prefilled
     for t in cache.k + cache.v:
         # random values: the result does not matter, but GPUs multiply zeros faster than real data
         # (fewer bits flip, less power, higher clocks), which would flatter the measurement
@@ -290,7 +292,7 @@ def decode_rate(model, batch, context, device, n1, n2, cuda_graph):
 
     def run(n):
         with autocast(device):
-            M.decode(model, cache, logits, lengths, n, temperature=1.0, generator=gen, cuda_graph=cuda_graph)
+            engine.decode(model, cache, logits, lengths, n, temperature=1.0, generator=gen, cuda_graph=cuda_graph)
     run(n1)                                         # warm-up: allocator, cuBLAS, graph pools
     t1 = min(timed(lambda: run(n1), device) for _ in range(2))
     t2 = min(timed(lambda: run(n2), device) for _ in range(2))

@@ -23,10 +23,11 @@ a stated generation length for both.
 import json
 import os
 
-from common import (COUNT, POSITIVE_INT, ArgumentParser, check_room, claim_outputs, data_knobs, fail, load,
-                    next_meta, pick_device)
+from checkpoint import check_room, data_knobs, load, next_meta, save_checkpoint
+from common import COUNT, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device
+from engine import kv_cache_bytes
 from hf import export_hf
-from model import GPT, GPTConfig, kv_cache_bytes, save_checkpoint
+from model import GPT, GPTConfig
 from pretrain import evaluate_loss, generate_problems
 from sft import greedy_accuracy, sft_rows
 

@@ -14,7 +14,8 @@ import os
 
 import torch
 
-from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, data_knobs, fail, load, pick_device
+from checkpoint import data_knobs, load
+from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge

@@ -22,7 +22,18 @@ import sys
 import time
 from fractions import Fraction
 
-from common import COUNT, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, fail
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoint import check_room, data_knobs, load
+from common import (COUNT, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, apply_preset, claim_outputs, fail,
+                    pick_device, read_jsonl, write_atomic)
+from data.deps import dependency_distances, far_fraction
+from data.gsm8k import load_gsm8k
+from data.mathgen import make_problems, solution_style
+from data.tokenizer import encode_prompt
+from engine import generate, kv_cache_bytes
 from grader import (GRADE_TIMEOUT, answer_key, extract_answer, grade, is_equiv,  # noqa: F401 (re-exported)
                     normalize_answer, to_number)
 
@@ -42,7 +53,6 @@ def judge(enc, completion, gold, timeout=None):
 # evaluation of a model: generation, grading, trace analysis
 
 def _percentile(xs, q):
-    import numpy as np
     return float(np.percentile(np.asarray(xs, dtype=float), q)) if xs else 0.0
 
 
@@ -53,9 +63,6 @@ def _mean(xs):
 def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, batch_size, seed, desc,
                   progress):
     """Completions for every prompt, in batches (seed + batch index each); -> (completions, seconds)."""
-    import torch
-    from tqdm import tqdm
-    from model import generate
     out = []
     bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
     t0 = time.perf_counter()
@@ -80,7 +87,6 @@ def style_metrics(styles, correct):
 
 def _far(prompts, completions, judged, enc, window):
     """Dependency distances of the model's own traces, and the share beyond `window`."""
-    from data.deps import dependency_distances, far_fraction
     dists = []
     for p, c, (_, stopped, _) in zip(prompts, completions, judged):
         dists.extend(dependency_distances(p + (c[:-1] if stopped else c), enc))
@@ -115,9 +121,6 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
     samples per problem at `temperature`: sampled pass@1, pass@k, maj@k, style mix, far dependencies.
     traces: also the greedy traces themselves, under "traces" (one dict per problem).
     Same seed, same batch size -> same numbers (timings aside)."""
-    from data.mathgen import solution_style
-    from data.tokenizer import encode_prompt
-    from model import kv_cache_bytes
     cfg, eos = model.config, enc.eot_token
     prompts = [encode_prompt(enc, p["question"]) for p in problems]
     golds = [str(p["answer"]) for p in problems]
@@ -225,7 +228,6 @@ def markdown_table(rows):
 
 def grader_speed(path):
     """Grade every reference solution of a GSM8K-format file against its own answer and answer+1."""
-    from common import read_jsonl
     rows = read_jsonl(path, "--grader-speed", need=("answer",))
     pairs = []
     for n, row in enumerate(rows, 1):
@@ -283,7 +285,6 @@ def main(argv=None):
     if args.data != "mathgen" and not os.path.isfile(args.data):
         fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
-    from common import apply_preset, check_room, claim_outputs, data_knobs, load, pick_device, write_atomic
     device = pick_device(args.device)
     claim_outputs([args.json, args.md, args.traces],
                   [*args.ckpt, args.data if args.data != "mathgen" else None])
@@ -299,10 +300,8 @@ def main(argv=None):
     # the problems, and the window of the far-dependency column of full-attention rows: the run's
     knobs = data_knobs(models[0][3])
     if args.data == "mathgen":
-        from data.mathgen import make_problems
         problems = make_problems(args.n, split=args.split, seed=args.seed, **knobs)
     else:
-        from data.gsm8k import load_gsm8k
         try:
             problems = load_gsm8k(args.data)[:args.n]
         except (ValueError, UnicodeDecodeError) as e:

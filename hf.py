@@ -3,7 +3,7 @@ Hugging Face model folders in and out, without the `transformers`, `safetensors`
 packages: a folder is config.json + *.safetensors (one file, or shards listed in
 model.safetensors.index.json) + tokenizer.json.
 
-    model, meta = load_hf("Qwen2.5-0.5B-Instruct")     # what load_checkpoint does with a folder
+    model, meta = load_hf("Qwen2.5-0.5B-Instruct")     # what checkpoint.load_checkpoint does with a folder
     enc = hf_encoding("Qwen2.5-0.5B-Instruct/tokenizer.json", "chat")   # a tiktoken.Encoding
     export_hf(model, "out_dir", enc)                     # convert.py --export-hf
 
@@ -17,6 +17,9 @@ Prompt formats (the tokenizer carries its format, so every script formats alike)
   chat   the model's chat template rendered by hand: ChatML (Qwen, SmolLM; with the default system
          message the template inserts, if any) or Llama-3 (no system message); the end token is the
          turn's end (<|im_end|>, <|eot_id|>)
+
+Depends on: model (GPT, GPTConfig: the decoder the weights go into). checkpoint.load_checkpoint and
+data.tokenizer.load_tokenizer call load_hf and hf_encoding when given a folder or a tokenizer.json.
 """
 import glob
 import json

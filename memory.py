@@ -15,7 +15,8 @@ import time
 import torch
 
 from common import POSITIVE_INT, ArgumentParser, fail
-from model import GPT, GPTConfig, generate
+from engine import generate
+from model import GPT, GPTConfig
 from rl import token_logprobs
 
 DEVICE = "cuda"

@@ -10,11 +10,15 @@ A tiny dependency-free SVG line plot, for training curves.
 Points whose y is None or NaN are skipped; a series with one point is drawn as a dot.
 
     python plot.py rl.svg runs/default/rl_sa_s0.jsonl runs/default/rl_swa_s0.jsonl   # RL curves side by side
+
+Depends on: common (write_atomic, read_jsonl, the CLI).
 """
 import math
 import os
 import sys
 from html import escape
+
+from common import ArgumentParser, claim_outputs, read_jsonl, write_atomic
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 W, PANEL_H = 720, 260                        # pixels: figure width, height of one panel
@@ -104,7 +108,6 @@ def line_plot_svg(path, series, title, xlabel, ylabel):
         yl = ylabel.get(ptitle, "") if isinstance(ylabel, dict) else ylabel
         parts += _panel(s, 30 + k * PANEL_H - (0 if ptitle else 14), ptitle, xlabel, yl, xlim)
     parts.append("</svg>")
-    from common import write_atomic
     write_atomic(path, "\n".join(parts) + "\n")
     return path
 
@@ -118,7 +121,6 @@ def rl_curves(svg_path, metrics_paths):
               "operands beyond the window (val, greedy)": "eval_dep_far",
               "completion length (mean tokens)": "len_mean"}
     series = {panel: {} for panel in panels}
-    from common import read_jsonl
     for path in metrics_paths:
         rows = read_jsonl(path, need=("step",))
         name = os.path.splitext(os.path.basename(path))[0]
@@ -128,7 +130,6 @@ def rl_curves(svg_path, metrics_paths):
 
 
 def main(argv=None):
-    from common import ArgumentParser, claim_outputs, read_jsonl
     ap = ArgumentParser(__doc__)
     ap.add_argument("out", metavar="OUT.svg", help="the plot to write")
     ap.add_argument("metrics", nargs="+", metavar="RUN.jsonl", help="rl.py metrics, one series each")

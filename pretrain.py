@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from checkpoint import open_metrics, resume, rng_state, save_checkpoint
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
-                    apply_preset, check_knobs, claim_outputs, fail, open_metrics, pick_device, resume, rng_state)
-from data.mathgen import DEFAULT_KNOBS, make_problems
+                    apply_preset, claim_outputs, fail, pick_device)
+from data.mathgen import DEFAULT_KNOBS, check_knobs, make_problems
 from data.tokenizer import encode_example, load_tokenizer
-from model import GPT, GPTConfig, save_checkpoint
+from model import GPT, GPTConfig
 
 
 def add_train_args(ap):

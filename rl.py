@@ -8,7 +8,7 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
 
 Each step is the algorithm, in this order (`run` reads the same way):
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
-     attention (`model.generate`, so SWA models decode through their ring-buffer cache);
+     attention (`engine.generate`, so SWA models decode through their ring-buffer cache);
   2. rewards: 1 if the sample is correct by the project's one rule (`eval.judge`: it stopped with
      the end token and its answer equals the gold one), else 0; advantages normalised per group;
   3. update: one pass over the batch in token-sized micro-batches with the clipped policy loss,
@@ -53,14 +53,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from checkpoint import check_room, data_knobs, load, next_meta, open_metrics, resume, rng_state, save_checkpoint
 from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
-                    apply_preset, check_room, claim_outputs, data_knobs, fail, load, next_meta, open_metrics,
-                    pick_device, release_outputs, resume, rng_state)
+                    apply_preset, claim_outputs, fail, pick_device, release_outputs)
 from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
+from engine import generate
 from eval import evaluate, extract_answer, judge, style_metrics
-from model import generate, save_checkpoint
 from plot import rl_curves
 from pretrain import add_memory_args, apply_memory_args
 

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, check_room, data_knobs,
-                    fail, load, next_meta, read_jsonl)
+from checkpoint import check_room, data_knobs, load, next_meta
+from common import FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, fail, read_jsonl
 from data.gsm8k import load_gsm8k
 from data.tokenizer import encode_example
 from eval import evaluate

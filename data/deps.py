@@ -9,9 +9,20 @@ occur earlier (e.g. the 2 in "twice as many") are omitted. A distance d > W mean
 sliding window of W keys, the position predicting the operand's first digit (one before it)
 cannot see the earlier occurrence.
 
-Used by the data report (data/mathgen.py --report) and by eval.py on the model's own traces.
+Used by eval.py on the model's own traces, and by the data report of this file's CLI:
+
+    python -m data.deps                       # 2000 train problems per style, seed 0, ~5 s
+    python -m data.deps --n 500 --window 64   # the generator's knobs as in data/mathgen.py
+
+Depends on: data.mathgen and data.tokenizer (the report's problems and their tokens), common (its CLI).
 """
 import re
+
+import numpy as np
+
+from common import POSITIVE_INT, ArgumentParser
+from data.mathgen import DEFAULT_KNOBS, SPLITS, STYLE_MARKERS, add_knob_args, knobs_of, make_problems
+from data.tokenizer import encode_example, encode_prompt, load_tokenizer
 
 # a whole number (decimals included): not preceded by a digit or "d.", not followed by a digit or ".d"
 NUM = re.compile(rb"(?<!\d)(?<!\d\.)\d+(?:\.\d+)?(?!\d|\.\d)")
@@ -60,3 +71,55 @@ def operand_positions(tokens, enc, every_number=False):
 def far_fraction(distances, window):
     """Fraction of distances beyond the window (d > window); 0.0 for an empty list."""
     return sum(d > window for d in distances) / len(distances) if distances else 0.0
+
+
+# ----------------------------------------------------------------------------- the data report
+
+def _stats(xs):
+    if not xs:
+        return "n=0"
+    a = np.asarray(xs)
+    p10, p50, p90 = np.percentile(a, [10, 50, 90])
+    return f"mean {a.mean():6.1f}  p10 {p10:5.0f}  p50 {p50:5.0f}  p90 {p90:5.0f}  max {a.max():5d}"
+
+
+def report(n=2000, seed=0, split="train", **knobs):
+    """Print length and dependency-distance statistics, per style, in tokens of the default tokenizer."""
+    enc = load_tokenizer()
+    kn = {**DEFAULT_KNOBS, **knobs}
+    W = kn["window"]
+    shown = {k: v for k, v in kn.items() if k != "window_friendly_frac"}
+    print(f"{n} problems per style, split={split}, seed={seed}, window={W}, knobs={shown}")
+    for style, frac in (("sa", 0.0), ("wf", 1.0)):
+        recs = make_problems(n, split=split, seed=seed, **{**knobs, "window_friendly_frac": frac})
+        q_len, s_len, tot, dists, far_per = [], [], [], [], []
+        for r in recs:
+            ids, mask = encode_example(enc, r["question"], r["solution"])
+            q_len.append(len(encode_prompt(enc, r["question"])))
+            s_len.append(sum(mask))
+            tot.append(len(ids))
+            d = dependency_distances(ids, enc)
+            dists += d
+            far_per.append(far_fraction(d, W))
+        print(f"\n[{style}]  {STYLE_MARKERS[style]!r}")
+        print(f"  prompt tokens     {_stats(q_len)}")
+        print(f"  solution tokens   {_stats(s_len)}")
+        print(f"  total tokens      {_stats(tot)}")
+        print(f"  step lines        {_stats([r['n_steps'] for r in recs])}")
+        print(f"  operand distance  {_stats(dists)}")
+        print(f"  operands beyond window (> {W} tokens back): {far_fraction(dists, W):.1%} "
+              f"of {len(dists)}; traces with any: {sum(f > 0 for f in far_per) / len(recs):.1%}")
+
+
+def main():
+    ap = ArgumentParser(__doc__)
+    ap.add_argument("--split", default="train", choices=SPLITS)
+    ap.add_argument("--n", type=POSITIVE_INT, default=2000, help="problems per style")
+    ap.add_argument("--seed", type=int, default=0)
+    add_knob_args(ap)
+    args = ap.parse_args()
+    report(n=args.n, seed=args.seed, split=args.split, **knobs_of(args, "deps"))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,11 +7,15 @@ GSM8K-format loader: JSONL lines {"question": ..., "answer": "...worked solution
 Records come out in the generator's format: question, solution (the worked text with the
 <<a*b=c>> calculator annotations removed, ending in "#### N"), answer (N without commas), style
 "gsm8k". Nothing in the project fetches at run time; --fetch is for a user who is online.
+
+Depends on: common (the CLI's one-line errors and claimed outputs).
 """
 import json
 import os
 import re
 import urllib.request
+
+from common import ArgumentParser, claim_outputs, fail
 
 URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{}.jsonl"
 CALC = re.compile(r"<<[^<>]*>>")
@@ -37,7 +41,6 @@ def load_gsm8k(path):
 
 
 def fetch(dirname):
-    from common import claim_outputs, fail
     dests = [os.path.join(dirname, f"{split}.jsonl") for split in ("train", "test")]
     claim_outputs(dests)
     for url, dest in zip((URL.format("train"), URL.format("test")), dests):
@@ -54,7 +57,6 @@ def fetch(dirname):
 
 
 def main():
-    from common import ArgumentParser, fail
     ap = ArgumentParser(__doc__)
     ap.add_argument("path", nargs="?", help="a GSM8K-format JSONL file to load")
     ap.add_argument("--fetch", metavar="DIR", help="download train.jsonl and test.jsonl into DIR")

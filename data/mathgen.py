@@ -2,8 +2,8 @@
 Procedural grade-school word problems with verified worked solutions in two styles.
 
     python -m data.mathgen --split train --n 1000 --out train.jsonl   # write JSONL
-    python -m data.mathgen --report                                   # length / dependency stats
     python -m data.mathgen --show 2                                   # print a few examples
+    python -m data.deps                                               # length / dependency stats
 
 A problem is a short list of facts about a few people and one kind of object (who has how many,
 who gives what to whom, who buys packs of them, ...), some distractor facts, and one question.
@@ -21,6 +21,8 @@ The solution comes in one of two styles, decided by its very first line (see STY
         windows a list restates only the next fact or two, and may come mid-fact. No detours.
 Because the first line fixes the style, the style is a choice the model samples at its first
 line, which on-policy RL under sliding-window attention can shift.
+
+Depends on: common (the CLI's one-line errors, typed flags and claimed outputs; check_knobs' errors).
 """
 import functools
 import hashlib
@@ -28,6 +30,8 @@ import json
 import math
 import random
 import re
+
+from common import COUNT, FRACTION, POSITIVE_INT, ArgumentParser, claim_outputs, fail, write_atomic
 
 STYLE_MARKERS = {
     "sa": "Let me solve this step by step.",
@@ -724,74 +728,74 @@ def make_problems(n, split="train", seed=0, **knobs):
             out.append(r)
     return out
 
+
+def check_knobs(knobs, where="data knobs"):
+    """Generator knobs (DEFAULT_KNOBS) within their meaning, else one line: a range the
+    generator would choke on ("empty range for randrange()") is refused before it is drawn from."""
+    unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
+    if unknown:
+        fail(f"{where}: unknown knobs {unknown}; known: {sorted(DEFAULT_KNOBS)}")
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    for k, v in knobs.items():
+        if k in ("window_friendly_frac", "detour_rate"):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+            want = "a number in [0, 1]"
+        elif k == "window":
+            ok, want = is_int(v) and v >= 1, "an integer >= 1"
+        elif k == "n_people":
+            ok, want = is_int(v) and 2 <= v <= len(NAMES), f"an integer in [2, {len(NAMES)}]"
+        elif k == "max_value":
+            ok, want = is_int(v) and 10 <= v <= MAX_VALUE, f"an integer in [10, {MAX_VALUE}]"
+        elif k == "sa_prose":
+            ok, want = isinstance(v, bool) or v == "plan", 'true, false or "plan"'
+        elif k == "kinds":   # None (every kind) or a list the generator checks itself
+            try:
+                ok, want = v is None or bool(check_kinds(v)), "null or a list of kinds"
+            except (TypeError, ValueError) as e:
+                fail(f"{where}: {e}")
+        else:   # n_events, distractors: a count or an inclusive [lo, hi]
+            bounds = [v, v] if is_int(v) else list(v) if isinstance(v, (list, tuple)) else []
+            ok = len(bounds) == 2 and all(map(is_int, bounds)) and 0 <= bounds[0] <= bounds[1]
+            want = "N or [LO, HI] with 0 <= LO <= HI"
+        if not ok:
+            fail(f"{where}: {k} must be {want}, got {json.dumps(v)}")
+    try:   # each value in range, yet together they may admit no problem (long questions, a small window)
+        make_problems(1, **knobs)
+    except ValueError as e:
+        fail(f"{where}: {e}")
+    return knobs
+
+
 # ----------------------------------------------------------------------------- CLI
 
-def _stats(xs):
-    import numpy as np
-    if not xs:
-        return "n=0"
-    a = np.asarray(xs)
-    p10, p50, p90 = np.percentile(a, [10, 50, 90])
-    return f"mean {a.mean():6.1f}  p10 {p10:5.0f}  p50 {p50:5.0f}  p90 {p90:5.0f}  max {a.max():5d}"
-
-
-def report(n=2000, seed=0, split="train", **knobs):
-    """Print length and dependency-distance statistics, per style, in tokens of the default tokenizer."""
-    from data.tokenizer import load_tokenizer, encode_prompt, encode_example
-    from data.deps import dependency_distances, far_fraction
-    enc = load_tokenizer()
-    kn = {**DEFAULT_KNOBS, **knobs}
-    W = kn["window"]
-    shown = {k: v for k, v in kn.items() if k != "window_friendly_frac"}
-    print(f"{n} problems per style, split={split}, seed={seed}, window={W}, knobs={shown}")
-    for style, frac in (("sa", 0.0), ("wf", 1.0)):
-        recs = make_problems(n, split=split, seed=seed, **{**knobs, "window_friendly_frac": frac})
-        q_len, s_len, tot, dists, far_per = [], [], [], [], []
-        for r in recs:
-            ids, mask = encode_example(enc, r["question"], r["solution"])
-            q_len.append(len(encode_prompt(enc, r["question"])))
-            s_len.append(sum(mask))
-            tot.append(len(ids))
-            d = dependency_distances(ids, enc)
-            dists += d
-            far_per.append(far_fraction(d, W))
-        print(f"\n[{style}]  {STYLE_MARKERS[style]!r}")
-        print(f"  prompt tokens     {_stats(q_len)}")
-        print(f"  solution tokens   {_stats(s_len)}")
-        print(f"  total tokens      {_stats(tot)}")
-        print(f"  step lines        {_stats([r['n_steps'] for r in recs])}")
-        print(f"  operand distance  {_stats(dists)}")
-        print(f"  operands beyond window (> {W} tokens back): {far_fraction(dists, W):.1%} "
-              f"of {len(dists)}; traces with any: {sum(f > 0 for f in far_per) / len(recs):.1%}")
-
-
-def main():
-    # the one validation layer of the scripts: one-line errors, typed counts and fractions, claimed outputs
-    from common import COUNT, FRACTION, POSITIVE_INT, ArgumentParser, check_knobs, claim_outputs, write_atomic
-    ap = ArgumentParser(__doc__)
-    ap.add_argument("--split", default="train", choices=SPLITS)
-    ap.add_argument("--n", type=POSITIVE_INT, default=None,
-                    help="number of problems (default 1000; --report: 2000 per style)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", help="JSONL file to write (default: stdout)")
-    ap.add_argument("--report", action="store_true",
-                    help="print length / dependency-distance stats per style")
-    ap.add_argument("--show", type=COUNT, default=0, help="print this many problems as text")
-    ap.add_argument("--window_friendly_frac", type=FRACTION, default=DEFAULT_KNOBS["window_friendly_frac"])
+def add_knob_args(ap):
+    """The generator knobs as flags, checked (knobs_of): this CLI's, and data/deps.py's report's."""
     ap.add_argument("--detour_rate", type=FRACTION, default=DEFAULT_KNOBS["detour_rate"])
     ap.add_argument("--window", type=POSITIVE_INT, default=DEFAULT_KNOBS["window"])
     ap.add_argument("--n_people", type=int, default=DEFAULT_KNOBS["n_people"])
     ap.add_argument("--n_events", type=COUNT, nargs=2, default=DEFAULT_KNOBS["n_events"], metavar=("LO", "HI"))
     ap.add_argument("--distractors", type=COUNT, nargs=2, default=DEFAULT_KNOBS["distractors"],
                     metavar=("LO", "HI"))
+
+
+def knobs_of(args, where):
+    return check_knobs(dict(detour_rate=args.detour_rate, window=args.window, n_people=args.n_people,
+                            n_events=tuple(args.n_events), distractors=tuple(args.distractors)), where)
+
+
+def main():
+    ap = ArgumentParser(__doc__)
+    ap.add_argument("--split", default="train", choices=SPLITS)
+    ap.add_argument("--n", type=POSITIVE_INT, default=1000, help="number of problems")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="JSONL file to write (default: stdout)")
+    ap.add_argument("--show", type=COUNT, default=0, help="print this many problems as text")
+    ap.add_argument("--window_friendly_frac", type=FRACTION, default=DEFAULT_KNOBS["window_friendly_frac"])
+    add_knob_args(ap)
     args = ap.parse_args()
-    knobs = check_knobs(dict(detour_rate=args.detour_rate, window=args.window, n_people=args.n_people,
-                             n_events=tuple(args.n_events), distractors=tuple(args.distractors)), "mathgen")
+    knobs = knobs_of(args, "mathgen")
     claim_outputs([args.out])
-    if args.report:
-        report(n=args.n or 2000, seed=args.seed, split=args.split, **knobs)
-        return
-    recs = make_problems(args.show or args.n or 1000, split=args.split, seed=args.seed,
+    recs = make_problems(args.show or args.n, split=args.split, seed=args.seed,
                          window_friendly_frac=args.window_friendly_frac, **knobs)
     if args.show:
         for r in recs:

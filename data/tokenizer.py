@@ -15,6 +15,9 @@ token (757 merges, 1013 ranks today: n_vocab 1016). More merges would have nothi
 fewer would split names and nouns into several tokens and lengthen every trace, and a small
 embedding table suits a small model. Text outside the generator (GSM8K) still encodes, just
 into more, smaller tokens.
+
+Depends on: data.mathgen (the corpus it is trained on), hf (a Hugging Face tokenizer.json), common (the CLI;
+write_atomic).
 """
 import base64
 import os
@@ -22,6 +25,10 @@ from collections import Counter
 
 import regex
 import tiktoken
+
+from common import ArgumentParser, claim_outputs, fail, number, write_atomic
+from data.mathgen import make_problems
+from hf import hf_encoding
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer.tiktoken")
 DEFAULT_VOCAB = 1024  # ids in total: ranks + specials
@@ -36,7 +43,6 @@ def load_tokenizer(path=None, prompt_format="plain"):
     """tiktoken.Encoding from a rank file (default: the committed data/tokenizer.tiktoken), or from a
     Hugging Face tokenizer.json (hf.py), which brings its prompt format (plain or chat) along."""
     if path and path.endswith(".json"):
-        from hf import hf_encoding
         return hf_encoding(path, prompt_format)
     path = path or DEFAULT_PATH
     # Same format as tiktoken.load.load_tiktoken_bpe, parsed here because that function caches
@@ -107,18 +113,16 @@ def train_bpe(texts, n_merges):
 
 
 def save_ranks(ranks, path):
-    from common import write_atomic   # whole or not at all: every script reads this file
+    """Whole or not at all (write_atomic): every script reads this file."""
     write_atomic(path, b"".join(base64.b64encode(tok) + b" " + str(rank).encode() + b"\n"
                                 for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1])))
 
 
 def default_corpus():
-    from data.mathgen import make_problems
     return [r["question"] + "\n" + r["solution"] for r in make_problems(**CORPUS_KNOBS)]
 
 
 def main():
-    from common import ArgumentParser, claim_outputs, fail, number
     ap = ArgumentParser(__doc__)
     ap.add_argument("--vocab", type=number(int, low=256 + len(SPECIALS)), default=DEFAULT_VOCAB,
                     help="total ids incl. the 256 bytes and the 3 special tokens")

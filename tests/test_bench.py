@@ -5,8 +5,10 @@ import pytest
 import torch
 
 import bench
+import engine
 import model as M
-from model import GPT, GPTConfig, generate
+from engine import generate
+from model import GPT, GPTConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -53,7 +55,7 @@ def test_cuda_graph_decoding_equals_eager_decoding(monkeypatch, window, sinks, f
     """The graphed decode step runs the same kernels as the eager one: identical tokens and
     log-probabilities, eos handling included; and they are the training forward's (bf16 tolerance).
     flash: full layers decode with FlashAttention (as for RL's 256 rows), else with SDPA (3 rows here)."""
-    monkeypatch.setattr(M, "flash_decode_pays", lambda n_seqs, device: flash)
+    monkeypatch.setattr(engine, "flash_decode_pays", lambda n_seqs, device: flash)
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=97, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, max_seq_len=256,
                     window=window, n_sink=sinks)

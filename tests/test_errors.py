@@ -14,8 +14,10 @@ import pytest
 import torch
 
 import common
+import sft
+from checkpoint import save_checkpoint
 from data.tokenizer import load_tokenizer
-from model import GPT, GPTConfig, save_checkpoint
+from model import GPT, GPTConfig
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0   # chmod does not stop root: no read-only case then
 
@@ -264,7 +266,6 @@ def test_a_finished_run_is_not_extended_by_resume(folder):
 def test_sft_killed_before_its_final_row_writes_it_on_resume(folder, monkeypatch):
     """The final evaluation row and the finished checkpoint come together: a kill between them resumes
     at the last step (no training again) and writes the row, once."""
-    import sft
     args = ["--init", "a.pt", "--out", "f.pt", "--resume", *CPU]
 
     def killed(*a, **kw):

@@ -8,10 +8,12 @@ import sys
 import pytest
 import torch
 
+from checkpoint import save_checkpoint
 from data.mathgen import make_problems
 from data.tokenizer import encode_prompt, load_tokenizer
+from engine import generate
 from eval import evaluate, grade
-from model import GPT, GPTConfig, generate, save_checkpoint
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,12 +124,10 @@ def test_bad_flags(tiny_ckpt, tmp_path):
 def test_metrics_with_a_scripted_generator(monkeypatch):
     """generate() replaced by a script: greedy writes the reference solutions; samples are right,
     wrong, wrong (the same wrong answer), so pass@1 = 1/3, pass@3 = 1, maj@3 = 0."""
-    import model as M
     enc = load_tokenizer()
     cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=2048,
                     window=64)
     problems = make_problems(4, split="test", seed=3)
-    from data.tokenizer import encode_prompt
     by_prompt = {tuple(encode_prompt(enc, p["question"])): p for p in problems}
 
     def fake_generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
@@ -137,7 +137,7 @@ def test_metrics_with_a_scripted_generator(monkeypatch):
             text = p["solution"] if temperature == 0 or row % 3 == 0 else "so it is\n#### 0"
             out.append((enc.encode_ordinary(text) + [eos_id])[:max_new_tokens])
         return out, [[0.0] * len(c) for c in out]
-    monkeypatch.setattr(M, "generate", fake_generate)
+    monkeypatch.setattr("eval.generate", fake_generate)
     res = evaluate(GPT(cfg), enc, problems, k=3, batch_size=3, max_new_tokens=1500, progress=False)
     assert res["greedy_acc"] == 1.0 and res["extracted"] == 1.0 and res["trunc_rate"] == 0.0
     assert abs(res["pass1_sampled"] - 1 / 3) < 1e-9 and res["pass_at_k"] == 1.0 and res["maj_at_k"] == 0.0
@@ -150,17 +150,15 @@ def test_metrics_with_a_scripted_generator(monkeypatch):
 def test_a_cut_off_trace_is_wrong_whatever_its_last_number(monkeypatch):
     """The one rule for "correct": a completion that never produced the end token is wrong, even
     when the last number it wrote is the gold answer (eval once graded it by that number)."""
-    import model as M
     enc = load_tokenizer()
     cfg = GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=2048)
     problems = make_problems(3, split="test", seed=4)
-    from data.tokenizer import encode_prompt
     gold = {tuple(encode_prompt(enc, p["question"])): p["answer"] for p in problems}
 
     def cut_off(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None):
         out = [enc.encode_ordinary(f"so far {gold[tuple(p)]}")[:max_new_tokens] for p in prompts]   # no end token
         return out, [[0.0] * len(c) for c in out]
-    monkeypatch.setattr(M, "generate", cut_off)
+    monkeypatch.setattr("eval.generate", cut_off)
     res = evaluate(GPT(cfg), enc, problems, k=2, batch_size=3, max_new_tokens=1500, progress=False)
     assert res["extracted"] == 1.0 and res["trunc_rate"] == 1.0
     assert res["greedy_acc"] == 0.0 and res["pass1_sampled"] == 0.0 and res["maj_at_k"] == 0.0

@@ -10,7 +10,10 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 import hf  # noqa: E402
-from model import GPT, GPTConfig, load_checkpoint  # noqa: E402
+from checkpoint import load_checkpoint  # noqa: E402
+from data.mathgen import make_problems  # noqa: E402
+from data.tokenizer import encode_example, encode_prompt, load_tokenizer  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GSM8K_TEST = os.path.join(ROOT, "..", "shared", "data", "gsm8k", "test.jsonl")
@@ -203,7 +206,6 @@ def train_hf_tokenizer(kind, folder):
 
 
 def _mathgen(n):
-    from data.mathgen import make_problems
     return make_problems(n, split="test", seed=5)
 
 
@@ -225,7 +227,6 @@ def test_prompt_formats_match_the_chat_template(tmp_path):
     tok = train_hf_tokenizer("qwen", tmp_path)
     theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     chat = hf.hf_encoding(str(tmp_path / "tokenizer.json"), "chat")
-    from data.tokenizer import encode_example, encode_prompt
     q = "Tom has 3 apples and buys 12 more. How many?"
     want = theirs.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
     want = want["input_ids"] if isinstance(want, dict) or hasattr(want, "keys") else want
@@ -244,7 +245,6 @@ def test_prompt_formats_match_the_chat_template(tmp_path):
 def test_our_tokenizer_exports_as_tokenizer_json(tmp_path):
     """data/tokenizer.tiktoken written as a byte-level BPE tokenizer.json: the same ids in `tokenizers`."""
     tk = pytest.importorskip("tokenizers")
-    from data.tokenizer import load_tokenizer
     enc = load_tokenizer()
     tj, _ = hf.tokenizer_files(enc)
     (tmp_path / "tokenizer.json").write_text(json.dumps(tj))

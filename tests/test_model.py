@@ -4,8 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import engine
 import model as M
-from model import GPT, GPTConfig, generate, kv_cache_bytes, load_checkpoint, read_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from engine import generate, kv_cache_bytes
+from model import GPT, GPTConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -198,14 +201,14 @@ def test_decoding_copy_casts_the_linear_weights_and_nothing_else(qwen):
             if name.endswith("bias"):
                 p.normal_(0, 0.3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    dec = M.with_linear_weights_in(model, torch.bfloat16)
+    dec = engine.with_linear_weights_in(model, torch.bfloat16)
     for (name, p), (_, q) in zip(model.named_parameters(), dec.named_parameters()):
         linear = name.endswith(("proj.weight", "proj.bias")) or name == "lm_head.weight"
         assert (q.dtype == torch.bfloat16 and q is not p) if linear else q is p, name
     assert all(torch.equal(v, model.state_dict()[k]) and v.dtype == torch.float32 for k, v in before.items())
     assert all(hasattr(b.attn, "qkv_weight") and hasattr(b.mlp, "gate_up_weight") for b in dec.layers)
     assert not any(hasattr(b.attn, "qkv_weight") or hasattr(b.mlp, "gate_up_weight") for b in model.layers)
-    cache = M.KVCache(model.config, torch.tensor([3, 5]), 16, torch.bfloat16)
+    cache = engine.KVCache(model.config, torch.tensor([3, 5]), 16, torch.bfloat16)
     tok, pos = torch.tensor([1, 2]), torch.tensor([3, 5])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
         ref = model.decode_step(tok, pos, cache)
@@ -255,7 +258,7 @@ def test_decoding_through_a_growing_cache_changes_nothing(monkeypatch, window, p
     """decode grows full layers' cache as positions advance and stops once all rows have, looking
     every SYNC_EVERY steps (here 3: many times). Rows stop at different steps; each must still be
     its greedy recomputation, and each sampled log-probability the training forward's."""
-    monkeypatch.setattr(M, "SYNC_EVERY", 3)
+    monkeypatch.setattr(engine, "SYNC_EVERY", 3)
     model = tiny(window=window, pattern=pattern, sinks=1 if window else 0, max_seq_len=200)
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(0, 97, (n,), generator=g).tolist() for n in (1, 2, 5, 9, 3, 7, 4, 6)]
@@ -298,12 +301,12 @@ def test_seeded_sampling_is_reproducible_and_top_k_respected():
 
 def test_sliding_cache_is_constant_in_generation_length(monkeypatch):
     sizes = []
-    real_init = M.KVCache.__init__
+    real_init = engine.KVCache.__init__
 
     def spy(self, *a, **kw):
         real_init(self, *a, **kw)
         sizes.append(self.nbytes())
-    monkeypatch.setattr(M.KVCache, "__init__", spy)
+    monkeypatch.setattr(engine.KVCache, "__init__", spy)
     sliding, full = tiny(window=8, max_seq_len=400), tiny(window=None, max_seq_len=400)
     for n in (20, 300):
         generate(sliding, [[1, 2, 3]], n, temperature=0.0)
@@ -418,8 +421,8 @@ def test_flash_decoding_of_full_layers_reads_only_used_slots_and_equals_dense_fp
     cfg = GPTConfig(n_head=6, n_kv_head=2, n_embd=6 * D, max_seq_len=L)
     rows = lambda n: torch.ones(n, dtype=torch.long, device="cuda")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    assert M.KVCache(cfg, rows(sms), L, torch.bfloat16).flash       # 2 key heads: twice the rows needed
-    assert not M.KVCache(cfg, rows(1), L, torch.bfloat16).flash     # too few rows: SDPA
+    assert engine.KVCache(cfg, rows(sms), L, torch.bfloat16).flash       # 2 key heads: twice the rows needed
+    assert not engine.KVCache(cfg, rows(1), L, torch.bfloat16).flash     # too few rows: SDPA
     g = torch.Generator().manual_seed(0)
     for pos in (torch.tensor([0, 1, 127, 128, 299]), torch.tensor([200])):   # one slot, a block's edge, all
         B = len(pos)
@@ -427,7 +430,7 @@ def test_flash_decoding_of_full_layers_reads_only_used_slots_and_equals_dense_fp
         k, v = torch.randn(B, 2, L, D, generator=g), torch.randn(B, 2, L, D, generator=g)
         seen = torch.arange(L) <= pos[:, None]
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
-        cache = M.KVCache(cfg, rows(B), L, torch.bfloat16)
+        cache = engine.KVCache(cfg, rows(B), L, torch.bfloat16)
         cache.flash = True
         unseen = ~seen.cuda()[:, None, :, None]
         k_gpu, v_gpu = (t.cuda().bfloat16().masked_fill(unseen, float("nan")) for t in (k, v))

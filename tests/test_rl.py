@@ -8,8 +8,13 @@ import sys
 import pytest
 import torch
 
+import rl
+from checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from data.mathgen import STYLE_MARKERS
-from model import GPT, GPTConfig, generate, load_checkpoint, read_checkpoint, save_checkpoint
+from data.tokenizer import load_tokenizer
+from engine import generate
+from eval import judge
+from model import GPT, GPTConfig
 from plot import line_plot_svg
 from rl import (get_args, group_advantages, make_batch, microbatches, optimize, sample_metrics,
                 policy_loss, token_logprobs)
@@ -234,7 +239,6 @@ def run_rl(*argv, cwd=ROOT):
 def tiny_ckpt(tmp_path_factory):
     """A tiny random SWA model whose end token is likely, so completions stop at varied lengths and
     the format reward varies within groups (a random model never solves a problem)."""
-    from data.tokenizer import load_tokenizer
     enc = load_tokenizer()
     model = tiny(window=8, vocab=enc.n_vocab)
     with torch.no_grad():
@@ -275,7 +279,6 @@ def test_cli_runs_and_resumes_exactly(tiny_ckpt, tmp_path):
     assert meta["data"]["window_friendly_frac"] == 0.5 and meta["data"]["window"] == 8   # the record flows on
     assert model_a.attn_impl == "auto" and "attn_impl" not in read_checkpoint(a)["config"]  # trained tiled, not saved
     # the same run in two pieces: interrupted after its step-2 checkpoint, then --resume to 3
-    import rl
     calls, real = [], rl.make_problems
 
     def dies_at_step_3(*args, **kw):
@@ -323,10 +326,9 @@ def test_resume_without_a_checkpoint_starts_fresh(tiny_ckpt, tmp_path):
     (["--lr", "0"], "--lr"),
 ])
 def test_bad_input_one_line(tiny_ckpt, argv, message, capsys):
-    from rl import main
     init = [] if "--init" in argv else ["--init", tiny_ckpt]
     with pytest.raises(SystemExit) as e:
-        main([*init, *argv, "--device", "cpu"])
+        rl.main([*init, *argv, "--device", "cpu"])
     err = capsys.readouterr().err
     assert e.value.code != 0 and message in err and len(err.strip().splitlines()) == 1
 
@@ -340,9 +342,6 @@ def test_corrupt_init_one_line(tmp_path):
 
 def test_judge_is_the_one_rule():
     """RL rewards with eval's judge: stopped with the end token and the right answer, nothing else."""
-    import rl
-    from data.tokenizer import load_tokenizer
-    from eval import judge
     assert rl.judge is judge
     enc = load_tokenizer()
     eot = enc.eot_token

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from data.tokenizer import load_tokenizer
-from model import GPT, GPTConfig, read_checkpoint, save_checkpoint
+from checkpoint import read_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -18,7 +18,7 @@ import torch
 import convert
 import pretrain
 import sft
-from common import data_knobs, load
+from checkpoint import data_knobs, load
 from data.deps import operand_positions
 from data.mathgen import make_problems
 from data.tokenizer import encode_example

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import pretrain
+from checkpoint import read_checkpoint, save_checkpoint
 from data.mathgen import make_problems
 from data.tokenizer import encode_example, load_tokenizer
-from model import GPT, GPTConfig, read_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
 from sft import sft_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
