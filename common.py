@@ -257,8 +257,8 @@ def release_outputs():
 
 
 def _remove_stale(prefix):
-    """`<prefix><pid>` files whose process is dead: half-written saves of a killed run (checkpoint.save_checkpoint
-    and the report writers name their temporary file after the pid that writes it)."""
+    """`<prefix><pid>` files whose process is dead: half-written saves of a killed run
+    (checkpoint.save_checkpoint and the report writers name their temporary file after the pid that writes it)."""
     for path in glob.glob(glob.escape(prefix) + "*"):
         pid = path[len(prefix):]
         if pid.isdigit() and not _pid_alive(int(pid)):
