@@ -259,10 +259,10 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, impl, mask=None, cache=None, pos=None):
         """x (B, T, C) -> (B, T, C). impl: "dense", "tiled" or "flex" over whole sequences (a prefill
         also stores their keys/values in `cache`), or "cache": one decoding step, row r's token at pos[r]
-        against the cache. mask: shared by all layers of a call (flex's block mask, or KVCache.at's)."""
+        against the cache. mask: shared by all layers of a call (flex's block mask, or engine.KVCache.at's)."""
         B, T, _ = x.shape
         cfg, D = self.cfg, self.cfg.head_dim
-        if hasattr(self, "qkv_weight"):   # the decoding copy: one matmul for all three (with_linear_weights_in)
+        if hasattr(self, "qkv_weight"):   # engine.with_linear_weights_in's copy: one matmul for all three
             q, k, v = F.linear(x, self.qkv_weight, self.qkv_bias).split(self.qkv_sizes, -1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
@@ -278,7 +278,7 @@ class Attention(nn.Module):
             k, v = cache.update(self.layer_idx, k, v, slot, pos)    # every slot of this layer
             # one query per row: the G query heads sharing a key head are G queries against its slots, so
             # neither kernel needs grouped-query support (visible: SDPA's additive mask of 0 or -inf, or on
-            # the flash path the full layers' slot counts, from KVCache.at)
+            # the flash path the full layers' slot counts, from engine.KVCache.at)
             qg = q.view(B, cfg.n_kv_head, cfg.n_head // cfg.n_kv_head, D)
             if self.kind == "F" and cache.flash:
                 y = flash_decode_attention(qg, k, v, *visible).reshape(B, cfg.n_head, 1, D)
@@ -311,7 +311,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
 
     def forward(self, x):
-        if hasattr(self, "gate_up_weight"):   # the decoding copy's one matmul for both (with_linear_weights_in)
+        if hasattr(self, "gate_up_weight"):   # engine.with_linear_weights_in's copy: one matmul for both
             gate, up = F.linear(x, self.gate_up_weight).chunk(2, -1)
             return self.down_proj(F.silu(gate) * up)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -406,7 +406,7 @@ class GPT(nn.Module):
 
     def decode_step(self, tok, pos, cache):
         """tok (B,), each row's next token, at positions pos (B,) -> logits (B, vocab), writing the
-        cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (decode)."""
+        cache in place. Fixed shapes and no host syncs, so a CUDA graph can record it (engine.decode)."""
         dtype = cache.k[0].dtype   # what q and k are computed in: tables and masks are cast once, not per layer
         cos, sin = self.rope_cos[pos][:, None, None].to(dtype), self.rope_sin[pos][:, None, None].to(dtype)
         at, x = cache.at(pos, dtype), self.tok_emb(tok)[:, None]   # slots and masks: once for all layers
