@@ -40,7 +40,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import engine
 import model as M
-from common import PRESETS, ArgumentParser, claim_outputs, pick_device, release_outputs, write_atomic
+from common import PRESETS, ArgumentParser, claim_outputs, pick_device, print_settings, release_outputs, write_atomic
 from engine import generate
 from model import GPT, GPTConfig
 from pretrain import flops_per_token, peak_flops
@@ -539,6 +539,7 @@ def run(argv=None):
         ap.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
     device = torch.device(pick_device(args.device or ("cpu" if args.quick else "auto")))
     claim_outputs([args.json])
+    print_settings("bench", args)
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 
 import torch
 
@@ -90,9 +91,11 @@ def apply_preset(args, section, meta=None):
 
 
 def add_preset_arg(ap):
-    ap.add_argument("--preset", choices=sorted(PRESETS),
-                    help="row of the presets table (default: the one --init was made with; without one, "
-                         "default on a GPU and cpu on a CPU)")
+    a = ap.add_argument("--preset", choices=sorted(PRESETS),
+                        help="row of the presets table that the flags marked \"the preset's\" take their "
+                             "default from; --help shows the default row's values (default: the preset "
+                             "--init was made with; without one, default on a GPU and cpu on a CPU)")
+    a.shows_default = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,13 +108,41 @@ def fail(msg):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the script's docstring as help, and a bad flag reported in one line."""
+    """argparse with the script's docstring as help, a bad flag reported in one line, and every flag's
+    effective default in --help: its own, or for a flag the presets table fills (left None here) the
+    value in the `default` preset's rows `sections` (e.g. "rl", or "pretrain", "model", "data")."""
 
-    def __init__(self, doc, **kw):
+    def __init__(self, doc, sections=(), **kw):
         super().__init__(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+        self.sections = (sections,) if isinstance(sections, str) else tuple(sections)
 
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")
+
+    def format_help(self):
+        preset = {k: v for s in reversed(self.sections) for k, v in PRESETS["default"][s].items()}
+        for a in self._actions:
+            if not a.option_strings or a.help == argparse.SUPPRESS or getattr(a, "shows_default", False):
+                continue
+            if a.default is None and a.dest in preset:
+                shown = f"default: {preset[a.dest]}; the preset's"
+            elif a.default is not None and not isinstance(a.default, bool) and a.default != argparse.SUPPRESS:
+                shown = f"default: {a.default}"
+            else:
+                continue
+            a.help = (f"{a.help} " if a.help else "") + f"({shown})".replace("%", "%%")
+            a.shows_default = True
+        return super().format_help()
+
+
+def print_settings(script, args, file=None, **resolved):
+    """The run's resolved settings in one block of key=value lines, printed at its start: what the
+    presets table, the record of --init and the flags given made of them (`resolved`: values worked
+    out beyond the flags, such as the model's sizes)."""
+    items = " ".join(f"{k}={v}" for k, v in {**vars(args), **resolved}.items())
+    lines = textwrap.wrap(f"{script} settings: {items}", 110, subsequent_indent="  ", break_long_words=False,
+                          break_on_hyphens=False)
+    print("\n".join(lines), file=file or sys.stdout, flush=True)
 
 
 def number(kind=float, low=None, above=None, high=None):

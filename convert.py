@@ -22,9 +22,10 @@ a stated generation length for both.
 """
 import json
 import os
+import sys
 
 from checkpoint import check_room, data_knobs, load, next_meta, save_checkpoint
-from common import COUNT, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device
+from common import COUNT, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device, print_settings
 from engine import kv_cache_bytes
 from hf import export_hf
 from model import GPT, GPTConfig
@@ -83,6 +84,7 @@ def main():
     save_checkpoint(args.out, after, **next_meta({**meta, "data": knobs}, "convert", init=args.init,
                                                  window=window, layer_pattern=args.layer_pattern,
                                                  n_sink=args.sinks))
+    print_settings("convert", args, file=sys.stderr)   # stdout is the report; every check passed
 
     if args.export_hf:
         export(after, enc, args.export_hf)

@@ -11,11 +11,12 @@ temperature 1, the same distribution RL samples from.
 """
 import json
 import os
+import sys
 
 import torch
 
 from checkpoint import data_knobs, load
-from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device
+from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device, print_settings
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge
@@ -38,6 +39,7 @@ def main():
         fail("--n and --batch-size must be >= 1 and --temperature > 0")
     claim_outputs([args.out], [args.ckpt])
     model, enc, meta = load(args.ckpt, pick_device(args.device))
+    print_settings("distill", args, file=sys.stderr)   # stdout is the report
     problems = make_problems(args.n, split="train", seed=DISTILL_SEED_BASE + args.seed, **data_knobs(meta))
     prompts = [encode_prompt(enc, p["question"]) for p in problems]
     n_new = model.config.max_seq_len - max(map(len, prompts))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from checkpoint import check_room, data_knobs, load
 from common import (COUNT, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, apply_preset, claim_outputs, fail,
-                    pick_device, read_jsonl, write_atomic)
+                    pick_device, print_settings, read_jsonl, write_atomic)
 from data.deps import dependency_distances, far_fraction
 from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
@@ -247,7 +247,7 @@ def grader_speed(path):
 
 
 def main(argv=None):
-    ap = ArgumentParser(__doc__)
+    ap = ArgumentParser(__doc__, sections="eval")
     # what to evaluate
     ap.add_argument("--ckpt", nargs="+", metavar="PATH", help="one or more checkpoints (one table row each)")
     ap.add_argument("--label", action="append", help="row name, repeated once per --ckpt (default: file name)")
@@ -294,6 +294,7 @@ def main(argv=None):
                              ("--max-new-tokens", args.max_new_tokens, 1)):
         if value is not None and value < low:
             fail(f"{name} must be >= {low}, got {value}")
+    print_settings("eval", args)
     if args.temperature < 0:
         fail(f"--temperature must be >= 0, got {args.temperature}")
 

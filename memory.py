@@ -10,11 +10,12 @@ One JSON line per measurement; "oom" where it did not fit the GPU at hand. What 
 is the peak plus the CUDA context (~0.5 GB) below 24 GB. README "Your own model" has the arithmetic.
 """
 import json
+import sys
 import time
 
 import torch
 
-from common import POSITIVE_INT, ArgumentParser, fail
+from common import POSITIVE_INT, ArgumentParser, fail, print_settings
 from engine import generate
 from model import GPT, GPTConfig
 from rl import token_logprobs
@@ -82,6 +83,7 @@ def main():
     args = ap.parse_args()
     if not torch.cuda.is_available():
         fail("memory.py measures GPU memory: it needs CUDA")
+    print_settings("memory", args, file=sys.stderr)   # stdout is JSON lines
     for name in args.shapes:
         cfg = GPTConfig(**SHAPES[name], max_seq_len=max(args.seq_len, args.prompt_len + args.new_tokens) + 1)
         with torch.device("meta"):   # shapes only

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from checkpoint import open_metrics, resume, rng_state, save_checkpoint
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, fail, pick_device)
+                    apply_preset, claim_outputs, fail, pick_device, print_settings)
 from data.mathgen import DEFAULT_KNOBS, check_knobs, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig
@@ -250,7 +250,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
 
 
 def main():
-    ap = ArgumentParser(__doc__)
+    ap = ArgumentParser(__doc__, sections=("pretrain", "model", "data"))
     g = ap.add_argument_group("model and data")
     add_preset_arg(g)
     g.add_argument("--n-train", type=POSITIVE_INT, help="generated training problems")
@@ -262,7 +262,7 @@ def main():
                    help="share of window-friendly solutions in the data record: what SFT writes, later stages read")
     g.add_argument("--corpus-wf-frac", type=FRACTION,
                    help="share of window-friendly solutions in the pretraining corpus only "
-                        "(default: the preset's, else --window-friendly-frac)")
+                        "(a preset without one: --window-friendly-frac's)")
     g.add_argument("--data-knobs", type=json.loads, default={},
                    help='other generator knobs as JSON, e.g. \'{"n_events": [2, 3]}\'')
     for name in ("n_layer", "n_head", "n_kv_head", "n_embd"):
@@ -287,6 +287,7 @@ def main():
         if getattr(args, k) is not None:
             knobs[k] = getattr(args, k)
     check_knobs(knobs, "--data-knobs")
+    print_settings("pretrain", args, model=sizes, data=knobs)
     t0 = time.time()
     # the base learns both styles from its corpus; the share SFT teaches is the data record's (knobs)
     corpus = dict(knobs)

@@ -22,7 +22,8 @@ import time
 import torch
 
 from checkpoint import check_room, data_knobs, load, next_meta
-from common import FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, fail, read_jsonl
+from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, fail, print_settings,
+                    read_jsonl)
 from data.gsm8k import load_gsm8k
 from data.tokenizer import encode_example
 from eval import evaluate
@@ -70,7 +71,7 @@ def greedy_accuracy(model, enc, problems):
 
 
 def main():
-    ap = ArgumentParser(__doc__)
+    ap = ArgumentParser(__doc__, sections="sft")
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
     add_preset_arg(g)
@@ -84,6 +85,7 @@ def main():
     args = ap.parse_args()
     model, enc, init_meta = load(args.init)
     args = check_train_args(apply_preset(args, "sft", init_meta), inputs=(args.init, args.data))
+    print_settings("sft", args)
     torch.manual_seed(args.seed)
     knobs = data_knobs(init_meta)
     if args.window_friendly_frac is not None:
