@@ -6,42 +6,40 @@ Stage 2 of SWARR: adapt a (sliding-window) SFT checkpoint with on-policy GRPO on
     python rl.py --init runs/tiny/sft_swa.pt --out runs/tiny/rl.pt --steps 3            # CPU smoke
     python rl.py --init sft.pt --out rl.pt --data ../shared/data/gsm8k/train.jsonl      # GSM8K-format prompts
 
-Each step is the algorithm, in this order (`run` reads the same way):
+One step of `run`'s loop is the whole algorithm, top to bottom:
   1. rollouts: B training prompts x G samples from the policy itself, with the checkpoint's own
-     attention (`engine.generate`, so SWA models decode through their ring-buffer cache);
+     attention (`generate`, so SWA models decode through their ring-buffer cache);
   2. rewards: 1 if the sample is correct by the project's one rule (`eval.judge`: it stopped with
-     the end token and its answer equals the gold one), else 0; advantages normalised per group;
-  3. update: one pass over the batch in token-sized micro-batches with the clipped policy loss,
-     one AdamW step;
-  4. log: one JSON line per step (reward, style mix, lengths, speeds), plus held-out greedy
-     evaluations, and at the end an SVG of the curves.
+     the end token and its answer equals the gold one), else 0;
+  3. group advantages: A_i = (r_i - mean of its group) / (std of its group + eps);
+  4. per-token loss and backward, in token-sized micro-batches;
+  5. clip the gradient's norm and take one AdamW step; then log one JSON line (reward, style mix,
+     lengths, speeds), held-out greedy evaluations, and at the end an SVG of the curves.
 Settings come from the presets table (the preset --init was made with); problems from the data
 record of --init (the run's generator knobs), from a seed stream no other stage uses.
 
-Where this departs from textbook GRPO (DeepSeekMath), on purpose:
-- One optimizer step per pass over the batch (the micro-batches only accumulate gradients), so
-  with the default num_iterations=1 every update is exactly on-policy and the clip never bites.
-- Old log-probs come from the trainer, not from the sampler: a no-grad forward pass before the
-  first update (for num_iterations=1 simply the detached log-probs of the training forward, which
-  is the same number for free). On a GPU the sampler decodes token by token from a bf16 cache
-  while the trainer runs the whole sequence under bf16 autocast with other kernels; their
-  log-probs differ by rounding, and using the sampler's would make PPO's ratio measure that noise
-  instead of the policy's change. The gap is logged (`sampler_gap`) and tests check that the two
-  agree on CPU in fp32 (full and sliding models, completions longer than the window).
-- Loss aggregation defaults to DAPO's token mean over the whole batch, with DAPO's asymmetric
-  "clip-higher" (0.2 / 0.28). No KL penalty by default (beta=0), so no reference model is kept.
-- No top-k/top-p at sampling: the trainer scores the same tempered distribution it samples from.
-- Truncated completions (no end token within --max-new-tokens) get reward 0 and stay in the loss;
-  the end token is a trained token.
+The loss is GRPO's (DeepSeekMath) clipped objective, with N the completion tokens of the batch:
+
+    L = -(1/N) sum_i sum_t min(rho_it A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) A_i),
+    rho_it = pi(o_it | q_i, o_i<t) / pi_old(o_it | q_i, o_i<t)
+
+One optimizer step per batch (the default) is exactly on-policy: pi_old is the policy itself, so
+rho = 1, the clip never bites, and the gradient of L is that of -(1/N) sum_i sum_t A_i log pi(o_it),
+which is the loss the loop writes. Other choices, on purpose:
+- N counts tokens over the whole batch (DAPO's token mean): every token weighs the same.
+- No KL penalty, so no reference model is kept; no top-k/top-p at sampling: the trainer scores the
+  same tempered distribution it samples from.
+- The log-probs come from the trainer's forward pass, not the sampler's: on a GPU the sampler decodes
+  token by token from a bf16 cache and the two differ by rounding. The gap is logged (`sampler_gap`);
+  tests check that they agree on CPU in fp32 (full and sliding models, completions past the window).
+- Truncated completions (no end token within --max-new-tokens) get reward 0 and stay in the loss.
 - Learning rate: linear warmup, then constant (RL runs are stopped, not scheduled to an end).
-- Sliding layers train on the `tiled` path (same attention as `flex`, tested equal in model.py): RL
-  batches come in ever-new shapes, and compiled flex recompiles for each (H100: 4-8k training
-  tokens/s with flex against 160-290k with tiled). On a GPU under bf16 autocast `tiled` is
-  FlashAttention's own sliding-window kernel, which needs no compiling. Decoding uses the
-  ring-buffer cache either way.
-The GRPO variants (per-sequence or Dr. GRPO aggregation, no std scaling, KL to the initial policy,
-several passes per batch, masking truncated samples, dropping constant groups, a format bonus)
-are options in their own group of flags; the defaults are the on-policy path above.
+- Sliding layers train on the `tiled` path (the same attention as `flex`, tested equal): RL batches
+  come in ever-new shapes, for each of which compiled flex recompiles (H100: 4-8k training tokens/s
+  against 160-290k with tiled, which on a GPU in bf16 is FlashAttention's sliding-window kernel).
+The variants (several passes per batch with the ratio and its clip, a k3 KL term to the initial
+policy, per-sequence or Dr. GRPO aggregation, no std scaling, a format bonus) are the flags of their
+own group; `policy_loss` computes their loss, tested against hand-computed values.
 """
 import copy
 import json
@@ -55,7 +53,7 @@ from tqdm import tqdm
 
 from checkpoint import check_room, data_knobs, load, next_meta, open_metrics, resume, rng_state, save_checkpoint
 from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
-                    apply_preset, claim_outputs, fail, pick_device, release_outputs)
+                    apply_preset, claim_outputs, fail, pick_device, print_settings, release_outputs)
 from data.gsm8k import load_gsm8k
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
@@ -68,7 +66,7 @@ RL_SEED_BASE = 7_000_000_000   # problem seeds of RL prompts: far from pretrain/
 
 
 def get_args(argv=None):
-    p = ArgumentParser(__doc__)
+    p = ArgumentParser(__doc__, sections="rl")
     g = p.add_argument_group("run")
     g.add_argument("--init", required=True, help="checkpoint to start from (an SFT checkpoint)")
     g.add_argument("--out", default="runs/rl.pt", help="checkpoint, written every --save-every steps and at the end")
@@ -83,7 +81,7 @@ def get_args(argv=None):
     g.add_argument("--seed", type=int, default=0, help="seeds the prompts and the sampling of every step")
     g.add_argument("--data", help="draw the prompts from this GSM8K-format JSONL ({question, answer: '... #### N'}) "
                                   "instead of generated problems; held-out evaluations are then off (use eval.py)")
-    g = p.add_argument_group("rollouts (None: the preset's)")
+    g = p.add_argument_group("rollouts")
     g.add_argument("--steps", type=COUNT, help="total optimizer steps (including resumed ones)")
     g.add_argument("--prompts-per-step", type=POSITIVE_INT, help="B: problems per step")
     g.add_argument("--group-size", type=int, help="G: samples per problem; at accuracy 0.5 only 1%% of "
@@ -105,19 +103,16 @@ def get_args(argv=None):
     g.add_argument("--eval-n", type=POSITIVE_INT, help="held-out (val split) problems per evaluation")
     g.add_argument("--save-every", type=COUNT, default=25, help="checkpoint every N steps (0: only at the end)")
     g = p.add_argument_group("GRPO variants (the defaults are the on-policy path of the docstring)")
+    g.add_argument("--num-iterations", type=POSITIVE_INT, default=1,
+                   help="mu: passes over each batch, one step each (1 = on-policy: the ratio is 1)")
+    g.add_argument("--clip-low", type=FRACTION, default=0.2, help="PPO's epsilon below 1 (bites only with mu > 1)")
+    g.add_argument("--clip-high", type=NONNEG, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
+    g.add_argument("--beta", type=NONNEG, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
     g.add_argument("--loss-type", default="dapo", choices=["grpo", "dapo", "dr_grpo"],
                    help="dapo: every token weighs the same; grpo: every sequence; "
                         "dr_grpo: sum / (N x max_new_tokens)")
     g.add_argument("--scale-rewards", default="group", choices=["group", "none"],
                    help="group: divide by the group's std (textbook GRPO); none: Dr. GRPO")
-    g.add_argument("--clip-low", type=FRACTION, default=0.2, help="PPO's epsilon below 1")
-    g.add_argument("--clip-high", type=NONNEG, default=0.28, help="DAPO's clip-higher: room for rare tokens to grow")
-    g.add_argument("--beta", type=NONNEG, default=0.0, help="k3 KL to the initial policy; 0 keeps no reference model")
-    g.add_argument("--num-iterations", type=POSITIVE_INT, default=1,
-                   help="mu: passes over each batch (1 = strictly on-policy)")
-    g.add_argument("--mask-truncated", action="store_true", help="leave truncated completions out of the loss")
-    g.add_argument("--drop-zero-std-groups", action="store_true",
-                   help="skip groups whose rewards are all equal (their advantage is 0 anyway)")
     g.add_argument("--format-reward", type=FINITE, default=0.0,
                    help="bonus for stopping with an extractable answer (off: correctness is the goal)")
     add_memory_args(p, micro_batch=False)   # --micro-batch-tokens above splits the batch
@@ -152,8 +147,24 @@ def read_problems(path):
     return rows
 
 
-# ----------------------------------------------------------------------------------------------
-# the pure parts: advantages and the loss
+def step_problems(args, knobs, step, data=None):
+    """The B training problems of a step (generated, or drawn from --data): a pure function of (seed, step),
+    like its samples."""
+    step_seed = RL_SEED_BASE + args.seed * 1_000_000 + step
+    if data:
+        return random.Random(step_seed).sample(data, min(args.prompts_per_step, len(data)))
+    return make_problems(args.prompts_per_step, split="train", seed=step_seed, **knobs)
+
+
+def rollout(model, prompts, max_new_tokens, temperature, eos_id, seed, gen_batch):
+    """Samples one completion per prompt (prompts already repeated G times), in chunks."""
+    comps, logps = [], []
+    for i in range(0, len(prompts), gen_batch):
+        c, lp = generate(model, prompts[i:i + gen_batch], max_new_tokens, temperature=temperature,
+                         eos_id=eos_id, seed=seed + i)
+        comps += c
+        logps += lp
+    return comps, logps
 
 
 def group_advantages(rewards, group_size, scale="group", eps=1e-6):
@@ -168,57 +179,21 @@ def group_advantages(rewards, group_size, scale="group", eps=1e-6):
         raise ValueError(f"scale must be 'group' or 'none', got {scale!r}")
     return centred.view(-1)
 
-
-def policy_loss(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28, ref_logp=None, beta=0.0,
-                loss_type="dapo"):
-    """Clipped surrogate + beta * k3, aggregated over valid tokens. logp/old_logp/ref_logp/mask
-    (B, T), adv (B,). Returns (loss, stats) with stats as detached scalar tensors."""
-    valid = mask.bool()
-    mask = mask.to(logp.dtype)
-    # masked positions (padding, prompt) may hold anything: zero them so no inf/NaN can leak through
-    log_ratio = torch.where(valid, logp - old_logp, 0.0)
-    ratio = torch.exp(log_ratio)
-    A = adv.to(logp.dtype)[:, None]
-    per_token = -torch.minimum(ratio * A, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * A)
-    if ref_logp is not None and beta:
-        d = torch.where(valid, ref_logp - logp, 0.0)
-        per_token = per_token + beta * (torch.exp(d) - d - 1)
-    n_valid = mask.sum().clamp(min=1)
-    if loss_type == "dapo":      # every valid token in the batch weighs the same
-        loss = (per_token * mask).sum() / n_valid
-    elif loss_type == "grpo":    # every sequence weighs the same, tokens within it share its weight
-        seq_len = mask.sum(1)
-        has = seq_len > 0
-        seq_mean = (per_token * mask).sum(1) / seq_len.clamp(min=1)
-        loss = (seq_mean * has).sum() / has.sum().clamp(min=1)
-    elif loss_type == "dr_grpo":  # a constant normaliser: no length bias at all
-        loss = (per_token * mask).sum() / (mask.shape[0] * mask.shape[1])
-    else:
-        raise ValueError(f"loss_type must be grpo, dapo or dr_grpo, got {loss_type!r}")
-    with torch.no_grad():
-        mean = lambda x: (x * mask).sum() / n_valid
-        # the clip "bites" (kills the gradient) only on the side the advantage pushes towards
-        stats = {"clip_low": mean(((ratio < 1 - clip_low) & (A < 0)).to(mask.dtype)),
-                 "clip_high": mean(((ratio > 1 + clip_high) & (A > 0)).to(mask.dtype)),
-                 "kl_old": mean(torch.exp(-log_ratio) + log_ratio - 1),   # k3 of old w.r.t. new, >= 0
-                 "ratio": mean(ratio)}
-        if ref_logp is not None:
-            d = torch.where(valid, ref_logp - logp, 0.0)
-            stats["kl_ref"] = mean(torch.exp(d) - d - 1)
-    return loss, stats
-
-
-def loss_weight(loss_type, mask, n_seqs, n_tokens, max_len):
-    """Factor that turns policy_loss on one micro-batch into its share of the whole batch's loss,
-    so accumulating micro-batches gives exactly the loss of the batch (checked in the tests)."""
-    if loss_type == "dapo":
-        return float(mask.sum()) / n_tokens
-    if loss_type == "grpo":
-        return float((mask.sum(1) > 0).sum()) / n_seqs
-    return mask.shape[0] * mask.shape[1] / (n_seqs * max_len)   # dr_grpo: sum / (N * max_new_tokens)
-
 # ----------------------------------------------------------------------------------------------
-# token log-probs of (prompt, completion) batches: the one function both tests and loop use
+# batches of (prompt, completion) and their token log-probs: what the tests and the loop share
+
+
+def microbatches(lengths, max_tokens, pad_multiple):
+    """Index lists, longest sequences first, each fitting max_tokens once padded (at least one row)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    chunks, cur = [], []
+    for i in order:
+        T = -(-lengths[cur[0] if cur else i] // pad_multiple) * pad_multiple
+        if cur and (len(cur) + 1) * T > max_tokens:
+            chunks.append(cur)
+            cur = []
+        cur.append(i)
+    return chunks + ([cur] if cur else [])
 
 
 def make_batch(prompts, completions, pad_multiple=1, max_seq_len=None):
@@ -248,86 +223,72 @@ def token_logprobs(model, idx, temperature=1.0, with_entropy=False):
         entropy = -(lp.exp() * lp).sum(-1)
     return logp, entropy
 
-
-def microbatches(lengths, max_tokens, pad_multiple):
-    """Index lists, longest sequences first, each fitting max_tokens once padded (at least one row)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    chunks, cur = [], []
-    for i in order:
-        T = -(-lengths[cur[0] if cur else i] // pad_multiple) * pad_multiple
-        if cur and (len(cur) + 1) * T > max_tokens:
-            chunks.append(cur)
-            cur = []
-        cur.append(i)
-    return chunks + ([cur] if cur else [])
-
-
-def optimize(model, opt, prompts, completions, adv, args, ref_model=None, sampler_logps=None, lr=None):
-    """num_iterations passes over one batch; each pass accumulates the gradient of the whole
-    batch's loss over micro-batches and takes one AdamW step. Returns averaged statistics."""
-    device = next(model.parameters()).device
-    cuda = device.type == "cuda"
-    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
-    msl = model.config.max_seq_len
-    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    chunks = microbatches(lengths, args.micro_batch_tokens, args.pad_multiple)
-    batches = [make_batch([prompts[i] for i in ch], [completions[i] for i in ch], args.pad_multiple, msl)
-               for ch in chunks]
-    n_seqs, n_tokens = len(prompts), sum(len(c) for c in completions)
-    mu = args.num_iterations
-
-    def fixed_logps(m):  # no-grad log-probs of every micro-batch, kept for all passes
-        with torch.no_grad(), autocast():
-            return [token_logprobs(m, idx.to(device), args.temperature)[0] for idx, _ in batches]
-    olds = fixed_logps(model) if mu > 1 else None
-    refs = fixed_logps(ref_model) if ref_model is not None else None
-    if lr is not None:
-        for g in opt.param_groups:
-            g["lr"] = lr
-    sums, entropy, gap, grad_norms = {}, 0.0, 0.0, []
-    for it in range(mu):
-        opt.zero_grad(set_to_none=True)
-        for k, (ch, (idx, mask)) in enumerate(zip(chunks, batches)):
-            idx, mask = idx.to(device), mask.to(device)
-            with autocast():
-                logp, ent = token_logprobs(model, idx, args.temperature, with_entropy=it == 0)
-            old = olds[k] if mu > 1 else logp.detach()   # mu = 1: the same forward IS the old policy
-            loss, stats = policy_loss(logp, old, adv[ch].to(device), mask, args.clip_low, args.clip_high,
-                                      refs[k] if refs else None, args.beta, args.loss_type)
-            (loss * loss_weight(args.loss_type, mask, n_seqs, n_tokens, args.max_new_tokens)).backward()
-            n = mask.sum()
-            for key, v in stats.items():
-                sums[key] = sums.get(key, 0.0) + v * n
-            if it == 0:
-                entropy += (ent * mask).sum()
-                if sampler_logps is not None:   # how far the sampler's numbers are from the trainer's
-                    s = torch.zeros(logp.shape)
-                    s[batches[k][1]] = torch.tensor([x for i in ch for x in sampler_logps[i]])   # rows in order
-                    gap += ((logp.detach() - s.to(device)).abs() * mask).sum()
-        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)))
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    out = {k: float(v) / (n_tokens * mu) for k, v in sums.items()}
-    out.update(entropy=float(entropy) / n_tokens, grad_norm=sum(grad_norms) / mu)
-    if sampler_logps is not None:
-        out["sampler_gap"] = float(gap) / n_tokens
-    return out
-
-
-
 # ----------------------------------------------------------------------------------------------
-# rollouts and what they say
+# the variants' loss (--num-iterations > 1, --beta, --loss-type) and the ratio's statistics
 
 
-def rollout(model, prompts, max_new_tokens, temperature, eos_id, seed, gen_batch):
-    """Samples one completion per prompt (prompts already repeated G times), in chunks."""
-    comps, logps = [], []
-    for i in range(0, len(prompts), gen_batch):
-        c, lp = generate(model, prompts[i:i + gen_batch], max_new_tokens, temperature=temperature,
-                         eos_id=eos_id, seed=seed + i)
-        comps += c
-        logps += lp
-    return comps, logps
+def ratio_stats(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28):
+    """Token means of what the ratio did: the share of tokens the clip stopped, on the side their
+    advantage pushes towards (where it kills the gradient), k3 of old w.r.t. new (>= 0), the ratio."""
+    with torch.no_grad():
+        mask = mask.to(logp.dtype)
+        log_ratio = torch.where(mask.bool(), logp - old_logp, 0.0)
+        ratio = torch.exp(log_ratio)
+        A = adv.to(logp.dtype)[:, None]
+        mean = lambda x: (x * mask).sum() / mask.sum().clamp(min=1)
+        return {"clip_low": mean(((ratio < 1 - clip_low) & (A < 0)).to(mask.dtype)),
+                "clip_high": mean(((ratio > 1 + clip_high) & (A > 0)).to(mask.dtype)),
+                "kl_old": mean(torch.exp(-log_ratio) + log_ratio - 1),
+                "ratio": mean(ratio)}
+
+
+def policy_loss(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28, ref_logp=None, beta=0.0,
+                loss_type="dapo"):
+    """The clipped surrogate + beta * k3, aggregated over valid tokens. logp/old_logp/ref_logp/mask
+    (B, T), adv (B,). Returns (loss, stats) with stats as detached scalar tensors."""
+    valid = mask.bool()
+    mask = mask.to(logp.dtype)
+    # masked positions (padding, prompt) may hold anything: zero them so no inf/NaN can leak through
+    ratio = torch.exp(torch.where(valid, logp - old_logp, 0.0))
+    A = adv.to(logp.dtype)[:, None]
+    per_token = -torch.minimum(ratio * A, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * A)
+    stats = ratio_stats(logp, old_logp, adv, mask, clip_low, clip_high)
+    if ref_logp is not None:
+        d = torch.where(valid, ref_logp - logp, 0.0)
+        k3 = torch.exp(d) - d - 1
+        stats["kl_ref"] = ((k3 * mask).sum() / mask.sum().clamp(min=1)).detach()
+        if beta:
+            per_token = per_token + beta * k3
+    if loss_type == "dapo":      # every valid token in the batch weighs the same
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
+    elif loss_type == "grpo":    # every sequence weighs the same, tokens within it share its weight
+        seq_len = mask.sum(1)
+        has = seq_len > 0
+        seq_mean = (per_token * mask).sum(1) / seq_len.clamp(min=1)
+        loss = (seq_mean * has).sum() / has.sum().clamp(min=1)
+    elif loss_type == "dr_grpo":  # a constant normaliser: no length bias at all
+        loss = (per_token * mask).sum() / (mask.shape[0] * mask.shape[1])
+    else:
+        raise ValueError(f"loss_type must be grpo, dapo or dr_grpo, got {loss_type!r}")
+    return loss, stats
+
+
+def loss_weight(loss_type, mask, n_seqs, n_tokens, max_len):
+    """Factor that turns policy_loss on one micro-batch into its share of the whole batch's loss,
+    so accumulating micro-batches gives exactly the loss of the batch (checked in the tests)."""
+    if loss_type == "dapo":
+        return float(mask.sum()) / n_tokens
+    if loss_type == "grpo":
+        return float((mask.sum(1) > 0).sum()) / n_seqs
+    return mask.shape[0] * mask.shape[1] / (n_seqs * max_len)   # dr_grpo: sum / (N * max_new_tokens)
+
+
+def fixed_logprobs(model, batches, temperature, autocast):
+    """No-grad log-probs of every micro-batch under `model`, kept for all passes of a step (variants:
+    the old policy of --num-iterations > 1, the reference of --beta)."""
+    device = next(model.parameters()).device
+    with torch.no_grad(), autocast():
+        return [token_logprobs(model, idx.to(device), temperature)[0] for _, idx, _ in batches]
 
 
 def sample_metrics(judged, rewards, G):
@@ -338,17 +299,7 @@ def sample_metrics(judged, rewards, G):
             "trunc_frac": sum(not j[1] for j in judged) / len(judged),
             **style_metrics([solution_style(j[2]) for j in judged], correct)}
 
-
 # ----------------------------------------------------------------------------------------------
-
-
-def step_problems(args, knobs, step, data=None):
-    """The B training problems of a step (generated, or drawn from --data): a pure function of (seed, step),
-    like its samples."""
-    step_seed = RL_SEED_BASE + args.seed * 1_000_000 + step
-    if data:
-        return random.Random(step_seed).sample(data, min(args.prompts_per_step, len(data)))
-    return make_problems(args.prompts_per_step, split="train", seed=step_seed, **knobs)
 
 
 def main(argv=None):
@@ -362,11 +313,14 @@ def run(argv=None):
     args = get_args(argv)
     model, enc, init_meta = load(args.init, pick_device(args.device), attn_impl=args.attn_impl)
     args = check_args(apply_preset(args, "rl", init_meta))
+    print_settings("rl", args)
     knobs = data_knobs(init_meta)
     meta = next_meta(init_meta, "rl", init=args.init, seed=args.seed, lr=args.lr,
                      prompts_per_step=args.prompts_per_step, group_size=args.group_size,
                      **({"data_file": args.data} if args.data else {}))   # the default record stays as it was
-    eos, G, cuda = enc.eot_token, args.group_size, args.device.startswith("cuda")
+    eos, G, msl = enc.eot_token, args.group_size, model.config.max_seq_len
+    device, cuda = torch.device(args.device), args.device.startswith("cuda")
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
     torch.manual_seed(args.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -374,6 +328,7 @@ def run(argv=None):
         # lengths, the growing cache, micro-batches): an H100 ran SA steps in 1.4 s with it, 1.0 s without
         torch.backends.cuda.enable_cudnn_sdp(False)
     model = apply_memory_args(model, args)
+    variant = args.num_iterations > 1 or args.beta > 0 or args.loss_type != "dapo"
     # variant: the initial policy, frozen, as the reference of the KL term
     ref_model = copy.deepcopy(model).requires_grad_(False).eval() if args.beta > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
@@ -382,7 +337,7 @@ def run(argv=None):
     svg = os.path.splitext(args.out)[0] + ".svg"
     data = read_problems(args.data) if args.data else None
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every and not data else []
-    check_room(args.init, model.config.max_seq_len, enc, val + step_problems(args, knobs, start, data))
+    check_room(args.init, msl, enc, val + step_problems(args, knobs, start, data))
     log_file = open_metrics(args.metrics, start)
 
     def log(row):
@@ -391,8 +346,7 @@ def run(argv=None):
 
     def held_out(step):   # greedy accuracy on val problems, through eval.evaluate
         t0 = time.time()
-        n = min(args.max_new_tokens,
-                model.config.max_seq_len - max(len(encode_prompt(enc, p["question"])) for p in val))
+        n = min(args.max_new_tokens, msl - max(len(encode_prompt(enc, p["question"])) for p in val))
         r = evaluate(model, enc, val, greedy_only=True, max_new_tokens=n, batch_size=args.gen_batch,
                      ref_window=knobs["window"], progress=False)
         log({"step": step, "eval_acc": r["greedy_acc"], "eval_wf_frac": r["wf_frac"], "eval_len": r["len_mean"],
@@ -415,53 +369,84 @@ def run(argv=None):
         t0 = time.time()
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
         problems = step_problems(args, knobs, step, data)
-        check_room(args.init, model.config.max_seq_len, enc, problems)
+        check_room(args.init, msl, enc, problems)
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
-        n_new = min(args.max_new_tokens, model.config.max_seq_len - max(map(len, prompts)))
+        n_new = min(args.max_new_tokens, msl - max(map(len, prompts)))
         comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
                                        seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
         if cuda:
             torch.cuda.synchronize()
-        t_roll = time.time() - t0
+        t_roll, t1 = time.time() - t0, time.time()
 
-        # 2. rewards by the one rule for "correct", then advantages within each group of G
+        # 2. rewards: 1 if correct by the one rule (eval.judge), else 0
         judged = [judge(enc, c, p["answer"]) for c, p in zip(comps, (p for p in problems for _ in range(G)))]
         rewards = torch.tensor([float(j[0]) for j in judged])
         if args.format_reward:   # variant: a bonus for stopping with an extractable answer
-            formatted = torch.tensor([j[1] and extract_answer(j[2]) is not None for j in judged])
-            rewards += args.format_reward * formatted
-        adv = group_advantages(rewards, G, args.scale_rewards)
-        keep = torch.ones(len(comps), dtype=torch.bool)   # variants may leave samples out of the loss
-        if args.mask_truncated:
-            keep &= torch.tensor([j[1] for j in judged])
-        if args.drop_zero_std_groups:
-            keep &= (rewards.view(-1, G).std(1) > 0).repeat_interleave(G)
-        ids = keep.nonzero()[:, 0].tolist()
+            rewards += args.format_reward * torch.tensor([j[1] and extract_answer(j[2]) is not None for j in judged])
 
-        # 3. the policy update
-        t1 = time.time()
+        # 3. group advantages: A_i = (r_i - mean(r of its group)) / (std(r of its group) + eps)
+        adv = group_advantages(rewards, G, args.scale_rewards).to(device)
+
+        # 4. per-token loss and backward, micro-batch by micro-batch: L = -(1/N) sum_i sum_t A_i log pi(o_it)
         lr = args.lr * min(1.0, (step + 1) / max(args.warmup_steps, 1))
-        stats = {}
-        if ids:
-            stats = optimize(model, opt, [prompts[i] for i in ids], [comps[i] for i in ids], adv[ids], args,
-                             ref_model, [sampler_logps[i] for i in ids], lr)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        n_tokens = sum(map(len, comps))   # N
+        batches = [(rows, *make_batch([prompts[i] for i in rows], [comps[i] for i in rows], args.pad_multiple, msl))
+                   for rows in microbatches([len(p) + len(c) for p, c in zip(prompts, comps)],
+                                            args.micro_batch_tokens, args.pad_multiple)]
+        olds = fixed_logprobs(model, batches, args.temperature, autocast) if args.num_iterations > 1 else None
+        refs = fixed_logprobs(ref_model, batches, args.temperature, autocast) if ref_model else None
+        sums, entropy, gap, grad_norms = {}, 0.0, 0.0, []
+        for it in range(args.num_iterations):   # one pass, one step: on-policy (variant: more passes)
+            opt.zero_grad(set_to_none=True)
+            for k, (rows, idx, mask) in enumerate(batches):
+                idx, mask = idx.to(device), mask.to(device).float()
+                with autocast():
+                    logp, ent = token_logprobs(model, idx, args.temperature, with_entropy=it == 0)
+                old = olds[k] if olds else logp.detach()   # pi_old: on-policy the policy itself (ratio 1)
+                if not variant:
+                    per_token = -adv[rows, None] * logp              # -A_i log pi(o_it)
+                    loss = (per_token * mask).sum() / mask.sum()     # the mean over this micro-batch's tokens,
+                    weight = float(mask.sum()) / n_tokens            # times its share of the batch's N tokens
+                    stats = ratio_stats(logp, old, adv[rows], mask, args.clip_low, args.clip_high)
+                else:   # the variants: the clipped ratio, the KL term, other aggregations
+                    loss, stats = policy_loss(logp, old, adv[rows], mask, args.clip_low, args.clip_high,
+                                              refs[k] if refs else None, args.beta, args.loss_type)
+                    weight = loss_weight(args.loss_type, mask, len(comps), n_tokens, args.max_new_tokens)
+                (loss * weight).backward()
+                for key, v in stats.items():
+                    sums[key] = sums.get(key, 0.0) + v * mask.sum()
+                if it == 0:   # the policy's entropy, and how far the sampler's log-probs are from the trainer's
+                    entropy += (ent * mask).sum()
+                    s = torch.zeros(logp.shape)
+                    s[mask.bool().cpu()] = torch.tensor([x for i in rows for x in sampler_logps[i]])   # rows in order
+                    gap += ((logp.detach() - s.to(device)).abs() * mask).sum()
+
+            # 5. clip the gradient's norm, one AdamW step
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)))
+            opt.step()
+        opt.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
         t_train = time.time() - t1
 
-        # 4. log, evaluate, save
+        # log, evaluate, save
         lens = [len(c) for c in comps]
-        n_train = sum(len(prompts[i]) + len(comps[i]) for i in ids) * args.num_iterations
+        stats = {**{k: float(v) / (n_tokens * args.num_iterations) for k, v in sums.items()},
+                 "entropy": float(entropy) / n_tokens, "grad_norm": sum(grad_norms) / args.num_iterations,
+                 "sampler_gap": float(gap) / n_tokens}
         row = {"step": step + 1, **sample_metrics(judged, rewards, G), "len_mean": sum(lens) / len(lens),
-               "len_max": max(lens), "trained_seqs": len(ids), "lr": lr,
+               "len_max": max(lens), "trained_seqs": len(comps), "lr": lr,
                **{k: round(v, 6) for k, v in stats.items()},
                "rollout_tok_s": round(sum(lens) / max(t_roll, 1e-9), 1),
-               "train_tok_s": round(n_train / max(t_train, 1e-9), 1), "step_time": round(time.time() - t0, 3)}
+               "train_tok_s": round((n_tokens + sum(map(len, prompts))) * args.num_iterations / max(t_train, 1e-9), 1),
+               "step_time": round(time.time() - t0, 3)}
         if cuda:   # the peak so far: the "fits a 24 GB GPU" claim, measured
             row["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
         log(row)
         bar.set_postfix(reward=f"{row['reward']:.3f}", len=f"{row['len_mean']:.0f}", wf=f"{row['wf_frac']:.2f}",
-                        gn=f"{stats.get('grad_norm', 0):.2f}")
+                        gn=f"{stats['grad_norm']:.2f}")
         done = step + 1
         if val and (done % args.eval_every == 0 or done == args.steps):
             held_out(done)

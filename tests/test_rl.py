@@ -16,8 +16,7 @@ from engine import generate
 from eval import judge
 from model import GPT, GPTConfig
 from plot import line_plot_svg
-from rl import (get_args, group_advantages, make_batch, microbatches, optimize, sample_metrics,
-                policy_loss, token_logprobs)
+from rl import group_advantages, make_batch, microbatches, policy_loss, sample_metrics, token_logprobs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -169,51 +168,6 @@ def test_sampler_and_trainer_agree(window, n_sink):
         assert (ratio - 1).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
-def test_micro_batching_equals_one_batch(loss_type):
-    """Accumulating micro-batches (weighted by loss_weight) gives the whole batch's gradient."""
-    torch.manual_seed(0)
-    prompts = [[1, 2, 3, 4], [5, 6], [7, 8, 9], [10] * 7]
-    comps = [torch.randint(0, 64, (n,)).tolist() for n in (12, 30, 5, 20)]
-    adv = torch.tensor([1.0, -0.5, 0.25, -1.0])
-    args = get_args(["--init", "x", "--loss-type", loss_type, "--grad-clip", "1e9", "--max-new-tokens", "40",
-                     "--pad-multiple", "8", "--micro-batch-tokens", "16"])
-    models = []
-    for mbt in (16, 10_000):          # many micro-batches vs one
-        model = tiny(8)
-        model.lm_head.weight.data.normal_(0, 0.5)  # a sharper policy: larger, more varied gradients
-        opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        args.micro_batch_tokens = mbt
-        stats = optimize(model, opt, prompts, comps, adv, args)
-        models.append(model)
-        assert stats["kl_old"] == 0 and stats["clip_low"] == 0 and stats["ratio"] == pytest.approx(1)
-    # one batch, by hand: the policy_loss of the whole padded batch, one SGD step of lr 1
-    ref = tiny(8)
-    ref.lm_head.weight.data.normal_(0, 0.5)
-    idx, mask = make_batch(prompts, comps)
-    logp, _ = token_logprobs(ref, idx)
-    loss, _ = policy_loss(logp, logp.detach(), adv, mask, loss_type=loss_type)
-    if loss_type == "dr_grpo":    # constant normaliser: the budget, not the padded width
-        loss = loss * mask.shape[1] / args.max_new_tokens
-    loss.backward()
-    for p0, p1, pr in zip(models[0].parameters(), models[1].parameters(), ref.parameters()):
-        assert torch.allclose(p0, p1, atol=1e-6)
-        assert torch.allclose(pr.detach() - pr.grad, p0, atol=1e-6)
-
-
-def test_optimize_moves_towards_positive_advantage():
-    torch.manual_seed(0)
-    model = tiny(8)
-    prompts, comps = [[1, 2, 3]] * 2, [[10, 11, 12, 13], [20, 21, 22, 23]]
-    args = get_args(["--init", "x", "--num-iterations", "3", "--lr", "1e-2"])
-    idx, mask = make_batch(prompts, comps)
-    before = token_logprobs(model, idx)[0][mask].view(2, -1).sum(1)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    stats = optimize(model, opt, prompts, comps, torch.tensor([1.0, -1.0]), args, lr=1e-2)
-    after = token_logprobs(model, idx)[0][mask].view(2, -1).sum(1)
-    assert after[0] > before[0] and after[1] < before[1]
-    assert stats["kl_old"] > 0 and stats["grad_norm"] > 0 and stats["entropy"] > 0
-
 # ----------------------------------------------------------------------------- plot
 
 
@@ -361,3 +315,84 @@ def test_sample_metrics_counted_by_hand():
     assert m["wf_frac"] == 3 / 8 and m["acc_wf"] == 2 / 3 and m["acc_sa"] == 1 / 4
     only_wf = sample_metrics(judged[:4], rewards[:4], G=4)
     assert only_wf["acc_sa"] is None        # no sa-style sample: no accuracy to report, not 0 (as eval.py)
+
+# ----------------------------------------------------------------------------- one update of the loop
+
+
+def update_once(ckpt, out, comps, rewards, *argv, sgd=False):
+    """One step of rl.py's loop on the given completions and 0/1 rewards (rollout and judge replaced):
+    the saved model, the step's metrics row and the prompts it sampled for. sgd: plain SGD instead
+    of AdamW, so the weights move by exactly -lr x the clipped gradient."""
+    seen, judged = [], iter(rewards)
+
+    def fake_rollout(model, prompts, *a, **kw):
+        seen.extend(prompts)
+        return comps, [[0.0] * len(c) for c in comps]
+    real = rl.rollout, rl.judge, rl.torch.optim.AdamW
+    try:
+        rl.rollout = fake_rollout
+        rl.judge = lambda enc, c, answer: (bool(next(judged)), True, "")
+        if sgd:
+            rl.torch.optim.AdamW = lambda params, lr, **kw: torch.optim.SGD(params, lr=lr)
+        rl.main(["--init", ckpt, "--out", out, "--steps", "1", "--device", "cpu", "--eval-every", "0",
+                 "--warmup-steps", "1", "--max-new-tokens", "24", *argv])
+    finally:
+        rl.rollout, rl.judge, rl.torch.optim.AdamW = real
+    return load_checkpoint(out)[0], rows_of(os.path.splitext(out)[0] + ".jsonl")[-1], seen
+
+
+def completion_logprobs(model, prompt, completion):
+    """log p of each completion token, one unpadded sequence at a time (no make_batch, no mask)."""
+    ids = torch.tensor([prompt + completion])
+    logp = torch.log_softmax(model(ids[:, :-1]).float(), dim=-1)[0, len(prompt) - 1:]
+    return logp.gather(1, torch.tensor(completion)[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
+def test_one_update_equals_a_hand_written_grpo_update(tiny_ckpt, tmp_path, loss_type):
+    """One step of the loop on given rollouts, with many micro-batches or one, moves the weights by
+    exactly -lr x the gradient of the GRPO loss written out by hand: advantages (r - mean) / (std + eps)
+    per group, and on-policy (ratio 1) the loss -sum_i sum_t A_i log p(o_it) over N tokens (dapo, the
+    default), the mean over sequences of each one's token mean (grpo), or over B x max_new_tokens (dr_grpo)."""
+    torch.manual_seed(0)
+    comps = [torch.randint(0, 1000, (n,)).tolist() for n in (12, 20, 5, 16)]
+    rewards = [1, 0, 0, 0]          # two groups of 2: one with reward variance, one without
+    lr = 0.5
+    models = []
+    for mbt in ("8", "100000"):     # every sequence its own micro-batch, then all in one
+        model, row, prompts = update_once(tiny_ckpt, str(tmp_path / f"{mbt}.pt"), comps, rewards,
+                                          "--group-size", "2", "--prompts-per-step", "2", "--lr", str(lr),
+                                          "--grad-clip", "1e9", "--loss-type", loss_type,
+                                          "--micro-batch-tokens", mbt, "--pad-multiple", "8", sgd=True)
+        models.append(model)
+        assert row["kl_old"] == 0 and row["clip_low"] == 0 and row["ratio"] == pytest.approx(1)
+    r = torch.tensor(rewards, dtype=torch.float32).view(2, 2)
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
+    assert adv.tolist() == pytest.approx([1, -1, 0, 0], abs=1e-5)
+    ref = load_checkpoint(tiny_ckpt)[0]
+    terms = [-a * completion_logprobs(ref, p, c) for a, p, c in zip(adv, prompts, comps)]
+    loss = {"dapo": sum(t.sum() for t in terms) / sum(map(len, comps)),
+            "grpo": sum(t.mean() for t in terms) / len(terms),
+            "dr_grpo": sum(t.sum() for t in terms) / (len(terms) * 24)}[loss_type]
+    loss.backward()
+    moved = 0
+    for p0, p1, pr in zip(models[0].parameters(), models[1].parameters(), ref.parameters()):
+        assert torch.allclose(p0, p1, atol=1e-6)
+        assert torch.allclose(pr.detach() - lr * pr.grad, p0, atol=1e-6)
+        moved += int(not torch.equal(pr, p0))
+    assert moved > 0
+
+
+def test_more_passes_move_towards_positive_advantage(tiny_ckpt, tmp_path):
+    """--num-iterations 3: three steps on one batch raise the log-prob of the rewarded sample and lower
+    the other's; the ratio leaves 1 (kl_old > 0) from the second pass on."""
+    comps = [[10, 11, 12, 13], [20, 21, 22, 23]]
+    model, row, prompts = update_once(tiny_ckpt, str(tmp_path / "mu3.pt"), comps, [1, 0], "--group-size", "2",
+                                      "--prompts-per-step", "1", "--num-iterations", "3", "--lr", "1e-2")
+    before = load_checkpoint(tiny_ckpt)[0]
+    with torch.no_grad():
+        up = [completion_logprobs(m, prompts[0], comps[0]).sum() for m in (before, model)]
+        down = [completion_logprobs(m, prompts[1], comps[1]).sum() for m in (before, model)]
+    assert up[1] > up[0] and down[1] < down[0]
+    assert row["kl_old"] > 0 and row["grad_norm"] > 0 and row["entropy"] > 0
+
