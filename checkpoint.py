@@ -14,17 +14,19 @@ The metadata record (a checkpoint's `meta`) is how settings flow from stage to s
 Each stage reads the record of its --init, updates it (`next_meta`) and passes it on.
 
 Depends on: model (GPT, GPTConfig), hf (a Hugging Face folder given as a checkpoint), data.tokenizer
-(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors).
+(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors), dist (rank 0 alone writes).
 """
 import json
 import os
 import random
 import sys
+import warnings
 from dataclasses import fields
 
 import torch
 
-from common import ROOT, fail
+import dist
+from common import ROOT, fail, write_atomic
 from data.mathgen import DEFAULT_KNOBS
 from data.tokenizer import encode_prompt, load_tokenizer
 from hf import load_hf
@@ -37,15 +39,21 @@ CHECKPOINT_FORMAT = "swarr-checkpoint-v1"
 
 
 def save_checkpoint(path, model, **meta):
-    """Atomic: written to a temporary file in the same directory, then renamed over `path`."""
+    """Atomic: written to a temporary file in the same directory, then renamed over `path`. A disk that
+    is full (or any write error) is one line and exit 1, the file at `path` as it was."""
+    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes (every rank holds the same weights)
+        return
     model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     obj = {"format": CHECKPOINT_FORMAT, "config": model.config.saved(), "model": state, "meta": meta}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        torch.save(obj, tmp)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as f:   # a Python file: a failed write is an OSError with its cause (ENOSPC)
+            torch.save(obj, f)
         os.replace(tmp, path)
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror}); the file there is as it was")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -60,7 +68,9 @@ def read_checkpoint(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch warns of a foreign pickle protocol before refusing it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
@@ -73,6 +83,9 @@ def load_checkpoint(path, device="cpu", attn_impl="auto"):
     know are ignored: older checkpoints saved attn_impl, which is chosen here now."""
     resolve_impl(attn_impl, device)   # a wrong name is the caller's mistake, not the checkpoint's
     if os.path.isdir(path):           # a Hugging Face model folder
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise CheckpointError(f"{path} is a folder without config.json: expected a swarr checkpoint (.pt) "
+                                  f"or a Hugging Face model folder (config.json and *.safetensors)")
         return load_hf(path, device, attn_impl)
     obj = read_checkpoint(path)
     known = {f.name for f in fields(GPTConfig)}
@@ -208,18 +221,39 @@ def resume(args, meta, model, opt):
 
 
 def open_metrics(path, resumed_at):
-    """The JSON-lines metrics file, opened for appending: a fresh run starts it empty, a resumed one
-    keeps only the rows up to the step it resumes at (the rest will be written again), and not a stage's
-    final row ("stage": "sft_final"), which is written after its last step and again by a resumed run."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """The metrics file made ready (start_metrics), opened for appending (rl.py's until it moves to start_metrics)."""
+    start_metrics(path, resumed_at)
+    return open(path if dist.is_main() else os.devnull, "a")   # DISTRIBUTED: rank 0 alone writes
+
+
+def start_metrics(path, resumed_at):
+    """The JSON-lines metrics file, made ready (whole, write_atomic): a fresh run starts it empty, a resumed
+    one keeps only the rows up to the step it resumes at (the rest will be written again), and not a
+    stage's final row ("stage": "sft_final"), which is written after its last step and again by a resumed
+    run, nor a line a full disk cut short. Returns log(row), which appends one row (append_row)."""
+    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        return lambda row: None
     keep = []
     if resumed_at and os.path.exists(path):
-        rows = [(line, json.loads(line)) for line in open(path) if line.strip()]
-        keep = [line for line, r in rows
-                if r.get("step", 0) <= resumed_at and not str(r.get("stage", "")).endswith("_final")]
-    with open(path, "w") as f:
-        f.writelines(keep)
-    return open(path, "a")
+        for line in open(path):
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if r.get("step", 0) <= resumed_at and not str(r.get("stage", "")).endswith("_final"):
+                keep.append(line)
+    write_atomic(path, "".join(keep))
+    return lambda row: append_row(path, row)
+
+
+def append_row(path, row):
+    """One JSON line appended to `path`, the file closed again: a disk that refuses it is one line and
+    exit 1 (the checkpoint holds the last step saved; --resume writes the rows after it again)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror}); --resume continues from the last checkpoint")
 
 
 def rng_state():

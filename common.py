@@ -3,9 +3,9 @@ What every script shares, decided once: the presets table, the command line (one
 typed numbers, the device), claiming outputs (never an input, one writer at a time: a `<out>.lock`
 holding the pid, files written whole), and reading JSON-lines inputs.
 
-Depends on no other module of the project, so every module may import it. Checkpoints, the metadata
-record that flows from stage to stage and resuming are in checkpoint.py; the generator's knobs are
-checked in data/mathgen.py (check_knobs).
+Depends on no other module of the project but safety.py (signals, which itself depends on none), so
+every module may import it. Checkpoints, the metadata record that flows from stage to stage and
+resuming are in checkpoint.py; the generator's knobs are checked in data/mathgen.py (check_knobs).
 """
 import argparse
 import atexit
@@ -17,6 +17,8 @@ import sys
 import textwrap
 
 import torch
+
+import safety
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -103,6 +105,7 @@ def add_preset_arg(ap):
 
 def fail(msg):
     """A user error: one line on stderr, non-zero exit, no traceback."""
+    safety.close_progress_bars()
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(1)
 
@@ -205,6 +208,7 @@ def claim_outputs(outputs, inputs=()):
         _lock(out)
         _remove_stale(out + ".tmp")
         _remove_stale(out + ".lock.tmp")
+    safety.hold_signals()   # a SIGTERM from here on unwinds: temporary files removed, locks released
 
 
 def _pid_alive(pid):
@@ -276,6 +280,7 @@ _HELD, _MADE = [], []   # the locks this process took; the folders it made for i
 def release_outputs():
     """Give back every output this process locked. Runs at exit; a script's main() that can be called
     in-process (rl.main, by tests) also calls it when it returns or raises."""
+    safety.restore_signals()
     while _HELD:
         lock = _HELD.pop()
         if _lock_pid(lock) == os.getpid():

@@ -10,13 +10,13 @@ record, from a seed stream that pretraining, SFT and RL do not use; one sample p
 temperature 1, the same distribution RL samples from.
 """
 import json
-import os
 import sys
 
 import torch
 
 from checkpoint import data_knobs, load
-from common import POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device, print_settings
+from common import (POSITIVE, POSITIVE_INT, ArgumentParser, claim_outputs, fail, pick_device, print_settings,
+                    write_atomic)
 from data.mathgen import make_problems, solution_style
 from data.tokenizer import encode_prompt
 from eval import judge
@@ -52,10 +52,7 @@ def main():
         if correct:
             keep.append({"question": p["question"], "solution": text, "answer": p["answer"],
                          "style": solution_style(text)})
-    tmp = f"{args.out}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in keep)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, "".join(json.dumps(r) + "\n" for r in keep))   # a full disk: one line, no temp file
     wf = sum(r["style"] == "wf" for r in keep)
     print(json.dumps({"ckpt": args.ckpt, "n": args.n, "correct": len(keep), "wf_frac": wf / max(1, len(keep)),
                       "out": args.out}))

@@ -15,6 +15,7 @@ is a pure function of (seed, step), so restoring weights, optimizer and step res
 import json
 import math
 import os
+import signal
 import time
 from multiprocessing import Pool
 
@@ -22,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from checkpoint import open_metrics, resume, rng_state, save_checkpoint
+import dist
+from checkpoint import resume, rng_state, save_checkpoint, start_metrics
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
                     apply_preset, claim_outputs, fail, pick_device, print_settings)
 from data.mathgen import DEFAULT_KNOBS, check_knobs, make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig
+from safety import stop_at_step_boundaries, stop_if_asked
 
 
 def add_train_args(ap):
@@ -77,8 +80,11 @@ def check_train_args(args, inputs=()):
     for k in ("steps", "batch_size", "lr"):
         if not getattr(args, k) > 0:
             fail(f"--{k.replace('_', '-')} must be positive")
+    if args.batch_size % dist.world():
+        fail(f"--batch-size {args.batch_size} cannot be split evenly over {dist.world()} processes")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
-    claim_outputs([args.out, args.metrics], inputs)
+    if dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        claim_outputs([args.out, args.metrics], inputs)
     return args
 
 
@@ -94,7 +100,8 @@ def generate_problems(n, split, seed, knobs=None, chunk=2000):
     jobs = [(min(chunk, n - i), split, seed * 1_000_003 + i // chunk, knobs or {}) for i in range(0, n, chunk)]
     if len(jobs) == 1:
         return _make_chunk(jobs[0])
-    with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
+    # the workers leave Ctrl-C to this process (one line, safety.py), or each would print a traceback
+    with Pool(min(len(jobs), os.cpu_count() or 1), signal.signal, (signal.SIGINT, signal.SIG_IGN)) as pool:
         return [r for part in pool.map(_make_chunk, jobs) for r in part]
 
 
@@ -152,16 +159,17 @@ def peak_flops(device):
 
 
 def evaluate_loss(model, batches, device):
+    """The mean loss per token of `batches` (DISTRIBUTED: each rank takes every N-th batch; sums gathered)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=device.startswith("cuda")):
-        for x, y, m in batches:
+        for x, y, m in batches[dist.rank()::dist.world()]:
             x, y, m = x.to(device), y.to(device), m.to(device)
             n = int(m.sum())
             total += float(masked_loss(model(x), y, m)) * n
             count += n
     model.train()
-    return total / max(count, 1)
+    return dist.sum(total) / max(dist.sum(count), 1)
 
 
 def train(model, get_batch, val_batches, args, meta, final=None):
@@ -181,6 +189,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
+    ddp = dist.ddp(fwd)   # DISTRIBUTED: the forward that trains, DDP averaging the ranks' gradients (fwd on one)
     seq_len = get_batch(0)[0].shape[1]
     flops_tok, peak = flops_per_token(model, seq_len), peak_flops(device)
 
@@ -194,7 +203,8 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         state = {"step": step, "optimizer": opt.state_dict(), "rng": rng_state()}
         save_checkpoint(args.out, model, **meta, step=step, train_state=None if finished else state)
 
-    log = open_metrics(args.metrics, start)
+    log = start_metrics(args.metrics, start)
+    stop_at_step_boundaries()   # SIGTERM or Ctrl-C: the step under way ends, then a save and exit (safety.py)
     record = {}
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=meta["stage"],
                dynamic_ncols=True)
@@ -203,53 +213,58 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         lr = lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y, m = (t.to(device, non_blocking=True) for t in get_batch(step))
+        x, y, m = get_batch(step)   # the global batch
+        # DISTRIBUTED: n, the tokens in the loss per rank (DDP averages the ranks' gradients, so each rank's
+        # loss is its tokens' sum / n); each rank takes its rows of the batch. On one process: the batch's
+        n = m.sum().clamp_min(1) / dist.world()
+        x, y, m = (t[dist.share(len(t))].to(device, non_blocking=True) for t in (x, y, m))
         if not args.micro_batch or args.micro_batch >= x.shape[0]:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = masked_loss(fwd(x), y, m)
+                loss = masked_loss(ddp(x), y, m) * (m.sum().clamp_min(1) / n)   # x 1 on one process
             loss.backward()
         else:   # the same loss, accumulated: each part's masked mean weighted by its share of the tokens
-            loss, n = 0.0, m.sum().clamp_min(1)
+            loss = 0.0
             for i in range(0, x.shape[0], args.micro_batch):
                 part = slice(i, i + args.micro_batch)
                 with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                    part_loss = masked_loss(fwd(x[part]), y[part], m[part]) * m[part].sum().clamp_min(1) / n
+                    part_loss = masked_loss(ddp(x[part]), y[part], m[part]) * m[part].sum().clamp_min(1) / n
                 part_loss.backward()
                 loss = loss + part_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        tokens_since += x.numel()
+        tokens_since += x.numel() * dist.world()   # the global batch's
         last = step + 1 == args.steps
         if step % 10 == 0 or last or (args.eval_every and (step + 1) % args.eval_every == 0):
-            loss_val = float(loss.detach())   # a host sync: only on logging steps
+            loss_val = float(dist.mean(loss.detach()))   # a host sync: only on logging steps (DISTRIBUTED: all)
             dt = time.time() - t_last
             tok_s = tokens_since / dt
             record = {"stage": meta["stage"], "step": step + 1, "loss": round(loss_val, 5), "lr": lr,
                       "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tok_s),
-                      "mfu": round(tok_s * flops_tok / peak, 4) if peak else None}
+                      "mfu": round(tok_s * flops_tok / (peak * dist.world()), 4) if peak else None}
             if args.eval_every and ((step + 1) % args.eval_every == 0 or last):
                 record["val_loss"] = round(evaluate_loss(fwd, val_batches, device), 5)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            log(record)
             val = {"val": record["val_loss"]} if "val_loss" in record else {}
             bar.set_postfix(loss=f"{loss_val:.4f}", tok_s=f"{tok_s:.3g}", **val)
             t_last, tokens_since = time.time(), 0
         if args.save_every and (step + 1) % args.save_every == 0 and not last:
             save(step + 1, finished=False)
+        if not last:
+            stop_if_asked(lambda: save(step + 1, finished=False), args.out, step + 1)
     if final:
         if start < args.steps:
             save(args.steps, finished=False)   # the training is kept; what is left is the closing row
         record = final(record)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        log(record)
     if start < args.steps or final:
         save(args.steps, finished=True)
-    log.close()
+    stop_if_asked(None, args.out, args.steps)   # a signal after the last step: the run is finished and saved
     return record
 
 
 def main():
+    dist.init()   # under torchrun: join the other ranks (dist.py); nothing on one process
     ap = ArgumentParser(__doc__, sections=("pretrain", "model", "data"))
     g = ap.add_argument_group("model and data")
     add_preset_arg(g)

@@ -13,33 +13,54 @@
 # --wf-frac go to pretraining and flow from there through every checkpoint's data record (convert,
 # SFT, RL and eval read them there); --corpus-wf-frac is the pretraining corpus's share alone. Each
 # stage skips work whose finished output exists (training stages resume a partial one), unless --force.
+# A SIGTERM or Ctrl-C is passed on to the running stage (a training stage saves at its next step
+# boundary) and stops the recipe; running it again continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" corpus_wf="" out="" force=0 rl_seeds=""
+value() {   # an option's value: `--preset` last on the line is one clear line, not bash's "unbound variable"
+  [ $# -ge 2 ] || { echo "error: $1 needs a value (see bash run.sh --help)" >&2; exit 1; }
+  printf '%s' "$2"
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --preset) preset=$2; shift 2 ;;
-    --seed) seed=$2; shift 2 ;;
-    --window) window=$2; shift 2 ;;
-    --sinks) sinks=$2; shift 2 ;;
-    --layer-pattern) pattern=$2; shift 2 ;;
-    --wf-frac) wf_frac=$2; shift 2 ;;
-    --corpus-wf-frac) corpus_wf=$2; shift 2 ;;
-    --rl-seeds) rl_seeds=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    --preset) preset=$(value "$@"); shift 2 ;;
+    --seed) seed=$(value "$@"); shift 2 ;;
+    --window) window=$(value "$@"); shift 2 ;;
+    --sinks) sinks=$(value "$@"); shift 2 ;;
+    --layer-pattern) pattern=$(value "$@"); shift 2 ;;
+    --wf-frac) wf_frac=$(value "$@"); shift 2 ;;
+    --corpus-wf-frac) corpus_wf=$(value "$@"); shift 2 ;;
+    --rl-seeds) rl_seeds=$(value "$@"); shift 2 ;;
+    --out) out=$(value "$@"); shift 2 ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
 done
 source setup.sh   # PY: a Python with torch and the rest (installs what is missing, once)
+# Signals: bash runs a trap only once the command in the foreground has ended, so every Python command
+# runs in the background and is waited for ("$PY" is the function py); a SIGTERM or Ctrl-C sent to this
+# script is passed on to it as SIGTERM at once, and the recipe stops when it has exited.
+python=$PY stage=""
+py() { "$python" "$@" & stage=$!; wait $stage; }
+PY=py
+stop() {   # $1: the signal, $2: the exit status it calls for
+  if [ -n "$stage" ]; then kill -TERM "$stage" 2>/dev/null || true; wait "$stage" || true; fi
+  echo "run.sh: stopped by SIG$1; run it again to continue where it stopped" >&2
+  exit "$2"
+}
+trap 'stop TERM 143' TERM
+trap 'stop INT 130' INT
 if [ -z "$preset" ]; then
   preset=$("$PY" -c "from common import default_preset; print(default_preset())")
   echo "no --preset given: using '$preset' ($( [ $preset = default ] && echo CUDA found || echo no CUDA))"
 fi
-expect=$("$PY" -c "import common, sys; print(common.PRESETS[sys.argv[1]].get('expect', 'unknown'))" "$preset") \
-  || { echo "error: unknown preset '$preset'" >&2; exit 1; }
+# an unknown preset: common.apply_preset's one line ("unknown preset 'x'; known: ...") and exit 1
+expect=$("$PY" -c "import argparse, common, sys
+args = common.apply_preset(argparse.Namespace(preset=sys.argv[1]), 'eval')
+print(common.PRESETS[args.preset].get('expect', 'unknown'))" "$preset") || exit 1
 echo "preset '$preset': the whole recipe takes $expect"
 out=${out:-runs/$preset}
 rl_seeds=${rl_seeds:-$seed}
