@@ -14,7 +14,7 @@ The metadata record (a checkpoint's `meta`) is how settings flow from stage to s
 Each stage reads the record of its --init, updates it (`next_meta`) and passes it on.
 
 Depends on: model (GPT, GPTConfig), hf (a Hugging Face folder given as a checkpoint), data.tokenizer
-(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors), dist (rank 0 alone writes).
+(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors).
 """
 import json
 import os
@@ -25,7 +25,6 @@ from dataclasses import fields
 
 import torch
 
-import dist
 from common import ROOT, fail, write_atomic
 from data.mathgen import DEFAULT_KNOBS
 from data.tokenizer import encode_prompt, load_tokenizer
@@ -41,8 +40,6 @@ CHECKPOINT_FORMAT = "swarr-checkpoint-v1"
 def save_checkpoint(path, model, **meta):
     """Atomic: written to a temporary file in the same directory, then renamed over `path`. A disk that
     is full (or any write error) is one line and exit 1, the file at `path` as it was."""
-    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes (every rank holds the same weights)
-        return
     model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     obj = {"format": CHECKPOINT_FORMAT, "config": model.config.saved(), "model": state, "meta": meta}
@@ -220,19 +217,11 @@ def resume(args, meta, model, opt):
     return state["step"]
 
 
-def open_metrics(path, resumed_at):
-    """The metrics file made ready (start_metrics), opened for appending (rl.py's until it moves to start_metrics)."""
-    start_metrics(path, resumed_at)
-    return open(path if dist.is_main() else os.devnull, "a")   # DISTRIBUTED: rank 0 alone writes
-
-
 def start_metrics(path, resumed_at):
     """The JSON-lines metrics file, made ready (whole, write_atomic): a fresh run starts it empty, a resumed
     one keeps only the rows up to the step it resumes at (the rest will be written again), and not a
     stage's final row ("stage": "sft_final"), which is written after its last step and again by a resumed
     run, nor a line a full disk cut short. Returns log(row), which appends one row (append_row)."""
-    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes
-        return lambda row: None
     keep = []
     if resumed_at and os.path.exists(path):
         for line in open(path):

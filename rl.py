@@ -42,7 +42,6 @@ policy, per-sequence or Dr. GRPO aggregation, no std scaling, a format bonus) ar
 own group; `policy_loss` computes their loss, tested against hand-computed values.
 """
 import copy
-import json
 import os
 import random
 import time
@@ -51,7 +50,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from checkpoint import check_room, data_knobs, load, next_meta, open_metrics, resume, rng_state, save_checkpoint
+from checkpoint import (check_room, data_knobs, load, next_meta, resume, rng_state, save_checkpoint,
+                        start_metrics)
 from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
                     apply_preset, claim_outputs, fail, pick_device, print_settings, release_outputs)
 from data.gsm8k import load_gsm8k
@@ -61,6 +61,7 @@ from engine import generate
 from eval import evaluate, extract_answer, judge, style_metrics
 from plot import rl_curves
 from pretrain import add_memory_args, apply_memory_args
+from safety import stop_at_step_boundaries, stop_if_asked
 
 RL_SEED_BASE = 7_000_000_000   # problem seeds of RL prompts: far from pretrain/SFT's seed * 1_000_003 + k
 
@@ -82,7 +83,7 @@ def get_args(argv=None):
     g.add_argument("--data", help="draw the prompts from this GSM8K-format JSONL ({question, answer: '... #### N'}) "
                                   "instead of generated problems; held-out evaluations are then off (use eval.py)")
     g = p.add_argument_group("rollouts")
-    g.add_argument("--steps", type=COUNT, help="total optimizer steps (including resumed ones)")
+    g.add_argument("--steps", type=POSITIVE_INT, help="total optimizer steps (including resumed ones)")
     g.add_argument("--prompts-per-step", type=POSITIVE_INT, help="B: problems per step")
     g.add_argument("--group-size", type=int, help="G: samples per problem; at accuracy 0.5 only 1%% of "
                                                  "groups of 8 have no reward variance (0.5^8 x 2)")
@@ -120,7 +121,7 @@ def get_args(argv=None):
 
 
 def check_args(args):
-    for name, low in (("group_size", 2), ("prompts_per_step", 1), ("num_iterations", 1), ("steps", 0),
+    for name, low in (("group_size", 2), ("prompts_per_step", 1), ("num_iterations", 1), ("steps", 1),
                       ("max_new_tokens", 1), ("micro_batch_tokens", 1), ("pad_multiple", 1), ("gen_batch", 1),
                       ("eval_n", 1), ("eval_every", 0), ("save_every", 0)):
         if getattr(args, name) < low:
@@ -338,11 +339,8 @@ def run(argv=None):
     data = read_problems(args.data) if args.data else None
     val = make_problems(args.eval_n, split="val", seed=0, **knobs) if args.eval_every and not data else []
     check_room(args.init, msl, enc, val + step_problems(args, knobs, start, data))
-    log_file = open_metrics(args.metrics, start)
-
-    def log(row):
-        log_file.write(json.dumps(row) + "\n")
-        log_file.flush()
+    log = start_metrics(args.metrics, start)
+    stop_at_step_boundaries()   # SIGTERM or Ctrl-C: the step under way ends, then a save and exit (safety.py)
 
     def held_out(step):   # greedy accuracy on val problems, through eval.evaluate
         t0 = time.time()
@@ -454,7 +452,9 @@ def run(argv=None):
             rl_curves(svg, [args.metrics])
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
-    log_file.close()
+        if done < args.steps:
+            stop_if_asked(lambda: save(done), args.out, done)
+    stop_if_asked(None, args.out, args.steps)   # a signal after the last step: the run is finished and saved
     print(f"rl: wrote {args.out}, {args.metrics}, {svg}")
 
 

@@ -35,7 +35,7 @@ from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # not the run's result: its timings, and the path it wrote
-OTHER = {"tokens_per_s", "mfu", "wall_s", "step_time", "rollout_tok_s", "train_tok_s", "out"}
+OTHER = {"tokens_per_s", "mfu", "wall_s", "step_time", "rollout_tok_s", "train_tok_s", "eval_time", "out"}
 SMOKE = ("--preset", "smoke", "--device", "cpu")
 PRETRAIN = ("pretrain.py", *SMOKE, "--steps", "6", "--eval-every", "1", "--save-every", "0")
 
@@ -183,6 +183,23 @@ def test_ctrl_c_in_sft_saves_and_a_second_sigterm_does_not_cut_the_save(hooks, b
     assert r.returncode == 0, r.stderr[-2000:]
     assert same_weights(weights(out), weights(tmp_path / "ref.pt"))
     assert rows(tmp_path / "s.jsonl") == rows(tmp_path / "ref.jsonl")
+
+
+def test_sigterm_in_rl_saves_at_the_step_boundary_and_resume_is_exact(hooks, base, tmp_path):
+    """SIGTERM during RL's step 2 and again while its checkpoint is written; --resume ends as a run that was
+    not interrupted (made here too)."""
+    rl = ("rl.py", "--init", base, *SMOKE, "--steps", "3", "--save-every", "0", "--eval-every", "2")
+    r = run(hooks, *rl, "--out", str(tmp_path / "ref.pt"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "r.pt"
+    r = run(hooks, *rl, "--out", str(out), fault={"at_step": 2, "signal": "SIGTERM", "during_save": "SIGTERM"})
+    assert r.returncode == 143 and clean_stop(r, "stopped by SIGTERM after step 2"), r.stderr[-2000:]
+    assert leftovers(tmp_path) == []
+    assert read_checkpoint(str(out))["meta"]["train_state"]["step"] == 2
+    r = run(hooks, *rl, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert same_weights(weights(out), weights(tmp_path / "ref.pt"))
+    assert rows(tmp_path / "r.jsonl") == rows(tmp_path / "ref.jsonl")
 
 
 def test_run_sh_passes_sigterm_on_and_stops_the_recipe(hooks, tmp_path):
