@@ -14,7 +14,8 @@ The metadata record (a checkpoint's `meta`) is how settings flow from stage to s
 Each stage reads the record of its --init, updates it (`next_meta`) and passes it on.
 
 Depends on: model (GPT, GPTConfig), hf (a Hugging Face folder given as a checkpoint), data.tokenizer
-(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors).
+(each checkpoint's tokenizer), data.mathgen (the generator's default knobs), common (one-line errors), dist (rank 0 alone
+writes).
 """
 import json
 import os
@@ -25,6 +26,7 @@ from dataclasses import fields
 
 import torch
 
+import dist
 from common import ROOT, fail, write_atomic
 from data.mathgen import DEFAULT_KNOBS
 from data.tokenizer import encode_prompt, load_tokenizer
@@ -40,6 +42,8 @@ CHECKPOINT_FORMAT = "swarr-checkpoint-v1"
 def save_checkpoint(path, model, **meta):
     """Atomic: written to a temporary file in the same directory, then renamed over `path`. A disk that
     is full (or any write error) is one line and exit 1, the file at `path` as it was."""
+    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes (every rank holds the same weights)
+        return
     model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     obj = {"format": CHECKPOINT_FORMAT, "config": model.config.saved(), "model": state, "meta": meta}
@@ -222,6 +226,8 @@ def start_metrics(path, resumed_at):
     one keeps only the rows up to the step it resumes at (the rest will be written again), and not a
     stage's final row ("stage": "sft_final"), which is written after its last step and again by a resumed
     run, nor a line a full disk cut short. Returns log(row), which appends one row (append_row)."""
+    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        return lambda row: None
     keep = []
     if resumed_at and os.path.exists(path):
         for line in open(path):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import dist
 from checkpoint import check_room, data_knobs, load
 from common import (COUNT, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, apply_preset, claim_outputs, fail,
                     pick_device, print_settings, read_jsonl, write_atomic)
@@ -62,20 +63,25 @@ def _mean(xs):
 
 def _generate_all(model, prompts, max_new_tokens, temperature, top_k, eos_id, batch_size, seed, desc,
                   progress):
-    """Completions for every prompt, in batches (seed + batch index each); -> (completions, seconds)."""
-    out = []
+    """Completions for every prompt, in batches (seed + batch index each); -> (completions, seconds).
+    DISTRIBUTED: the batches are dealt to the ranks, each made exactly as on one process, then gathered."""
+    done = {}   # batch index -> its completions
     bar = tqdm(total=len(prompts), desc=desc, unit="seq", disable=not progress, leave=False)
     t0 = time.perf_counter()
     for b, i in enumerate(range(0, len(prompts), batch_size)):
+        if b % dist.world() != dist.rank():   # DISTRIBUTED: another rank's batch
+            continue
         chunk = prompts[i:i + batch_size]
         completions, _ = generate(model, chunk, max_new_tokens, temperature=temperature, top_k=top_k,
                                   eos_id=eos_id, seed=seed + b)
-        out.extend(completions)
+        done[b] = completions
         bar.update(len(chunk))
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     bar.close()
-    return out, time.perf_counter() - t0
+    parts = dist.gather((done, time.perf_counter() - t0))   # DISTRIBUTED: every rank's batches, the slowest time
+    done = {b: c for part, _ in parts for b, c in part.items()}
+    return [c for b in sorted(done) for c in done[b]], max(seconds for _, seconds in parts)
 
 
 def style_metrics(styles, correct):
@@ -247,6 +253,7 @@ def grader_speed(path):
 
 
 def main(argv=None):
+    dist.init()   # under torchrun: join the other ranks (dist.py); nothing on one process
     ap = ArgumentParser(__doc__, sections="eval")
     # what to evaluate
     ap.add_argument("--ckpt", nargs="+", metavar="PATH", help="one or more checkpoints (one table row each)")
@@ -286,8 +293,9 @@ def main(argv=None):
         fail(f"--data: file not found: {args.data} (use 'mathgen' or a GSM8K-format .jsonl)")
 
     device = pick_device(args.device)
-    claim_outputs([args.json, args.md, args.traces],
-                  [*args.ckpt, args.data if args.data != "mathgen" else None])
+    if dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        claim_outputs([args.json, args.md, args.traces],
+                      [*args.ckpt, args.data if args.data != "mathgen" else None])
     models = [(path, *load(path)) for path in args.ckpt]   # every checkpoint checked before any generation
     args = apply_preset(args, "eval", models[0][3])
     for name, value, low in (("--n", args.n, 1), ("--k", args.k, 0), ("--batch-size", args.batch_size, 1),
@@ -333,6 +341,8 @@ def main(argv=None):
     print(table)
     settings = {k: v for k, v in vars(args).items() if k not in ("grader_speed", "no_progress")}
     settings.update(device=device, data_knobs=knobs)
+    if not dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        return
     if args.traces:
         write_atomic(args.traces, "".join(json.dumps(t) + "\n" for t in traces))
     if args.md:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import dist
 from checkpoint import resume, rng_state, save_checkpoint, start_metrics
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
                     apply_preset, claim_outputs, fail, pick_device, print_settings)
@@ -79,8 +80,11 @@ def check_train_args(args, inputs=()):
     for k in ("steps", "batch_size", "lr"):
         if not getattr(args, k) > 0:
             fail(f"--{k.replace('_', '-')} must be positive")
+    if args.batch_size % dist.world():
+        fail(f"--batch-size {args.batch_size} cannot be split evenly over {dist.world()} processes")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
-    claim_outputs([args.out, args.metrics], inputs)
+    if dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        claim_outputs([args.out, args.metrics], inputs)
     return args
 
 
@@ -155,16 +159,17 @@ def peak_flops(device):
 
 
 def evaluate_loss(model, batches, device):
+    """The mean loss per token of `batches` (DISTRIBUTED: each rank takes every N-th batch; sums gathered)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=device.startswith("cuda")):
-        for x, y, m in batches:
+        for x, y, m in batches[dist.rank()::dist.world()]:
             x, y, m = x.to(device), y.to(device), m.to(device)
             n = int(m.sum())
             total += float(masked_loss(model(x), y, m)) * n
             count += n
     model.train()
-    return total / max(count, 1)
+    return dist.sum(total) / max(dist.sum(count), 1)
 
 
 def train(model, get_batch, val_batches, args, meta, final=None):
@@ -184,6 +189,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     fwd = torch.compile(model) if cuda and not args.no_compile else model
+    ddp = dist.ddp(fwd)   # DISTRIBUTED: the forward that trains, DDP averaging the ranks' gradients (fwd on one)
     seq_len = get_batch(0)[0].shape[1]
     flops_tok, peak = flops_per_token(model, seq_len), peak_flops(device)
 
@@ -207,31 +213,35 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         lr = lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y, m = (t.to(device, non_blocking=True) for t in get_batch(step))
+        x, y, m = get_batch(step)   # the global batch
+        # DISTRIBUTED: n, the tokens in the loss per rank (DDP averages the ranks' gradients, so each rank's
+        # loss is its tokens' sum / n); each rank takes its rows of the batch. On one process: the batch's
+        n = m.sum().clamp_min(1) / dist.world()
+        x, y, m = (t[dist.share(len(t))].to(device, non_blocking=True) for t in (x, y, m))
         if not args.micro_batch or args.micro_batch >= x.shape[0]:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                loss = masked_loss(fwd(x), y, m)
+                loss = masked_loss(ddp(x), y, m) * (m.sum().clamp_min(1) / n)   # x 1 on one process
             loss.backward()
         else:   # the same loss, accumulated: each part's masked mean weighted by its share of the tokens
-            loss, n = 0.0, m.sum().clamp_min(1)
+            loss = 0.0
             for i in range(0, x.shape[0], args.micro_batch):
                 part = slice(i, i + args.micro_batch)
                 with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-                    part_loss = masked_loss(fwd(x[part]), y[part], m[part]) * m[part].sum().clamp_min(1) / n
+                    part_loss = masked_loss(ddp(x[part]), y[part], m[part]) * m[part].sum().clamp_min(1) / n
                 part_loss.backward()
                 loss = loss + part_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        tokens_since += x.numel()
+        tokens_since += x.numel() * dist.world()   # the global batch's
         last = step + 1 == args.steps
         if step % 10 == 0 or last or (args.eval_every and (step + 1) % args.eval_every == 0):
-            loss_val = float(loss.detach())   # a host sync: only on logging steps
+            loss_val = float(dist.mean(loss.detach()))   # a host sync: only on logging steps (DISTRIBUTED: all)
             dt = time.time() - t_last
             tok_s = tokens_since / dt
             record = {"stage": meta["stage"], "step": step + 1, "loss": round(loss_val, 5), "lr": lr,
                       "grad_norm": round(float(grad_norm), 4), "tokens_per_s": round(tok_s),
-                      "mfu": round(tok_s * flops_tok / peak, 4) if peak else None}
+                      "mfu": round(tok_s * flops_tok / (peak * dist.world()), 4) if peak else None}
             if args.eval_every and ((step + 1) % args.eval_every == 0 or last):
                 record["val_loss"] = round(evaluate_loss(fwd, val_batches, device), 5)
             log(record)
@@ -254,6 +264,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
 
 
 def main():
+    dist.init()   # under torchrun: join the other ranks (dist.py); nothing on one process
     ap = ArgumentParser(__doc__, sections=("pretrain", "model", "data"))
     g = ap.add_argument_group("model and data")
     add_preset_arg(g)

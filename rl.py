@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import dist
 from checkpoint import (check_room, data_knobs, load, next_meta, resume, rng_state, save_checkpoint,
                         start_metrics)
 from common import (COUNT, FINITE, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, ArgumentParser, add_preset_arg,
@@ -132,8 +133,11 @@ def check_args(args):
     if not args.lr > 0:
         fail(f"--lr must be positive, got {args.lr}")
     args.device = pick_device(args.device)
+    if args.prompts_per_step % dist.world():   # DISTRIBUTED: each rank takes whole groups, as many as the others
+        fail(f"--prompts-per-step {args.prompts_per_step} cannot be split evenly over {dist.world()} processes")
     args.metrics = args.metrics or os.path.splitext(args.out)[0] + ".jsonl"
-    claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init, args.data])
+    if dist.is_main():   # DISTRIBUTED: rank 0 alone writes
+        claim_outputs([args.out, args.metrics, os.path.splitext(args.out)[0] + ".svg"], [args.init, args.data])
     return args
 
 
@@ -311,6 +315,7 @@ def main(argv=None):
 
 
 def run(argv=None):
+    dist.init()   # under torchrun: join the other ranks (dist.py); nothing on one process
     args = get_args(argv)
     model, enc, init_meta = load(args.init, pick_device(args.device), attn_impl=args.attn_impl)
     args = check_args(apply_preset(args, "rl", init_meta))
@@ -368,10 +373,13 @@ def run(argv=None):
         # 1. rollouts: B problems, G samples each, from the policy with its own attention and cache
         problems = step_problems(args, knobs, step, data)
         check_room(args.init, msl, enc, problems)
+        n_new = min(args.max_new_tokens, msl - max(len(encode_prompt(enc, p["question"])) for p in problems))
+        mine = dist.share(len(problems))   # DISTRIBUTED: this rank's problems, whole groups (all on one process)
+        problems = problems[mine]
         prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
-        n_new = min(args.max_new_tokens, msl - max(map(len, prompts)))
-        comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos,
-                                       seed=(args.seed * 1_000_003 + step) * 65_536, gen_batch=args.gen_batch)
+        # a generate chunk is seeded by its first row's place in the step's rollouts, on any number of ranks
+        comps, sampler_logps = rollout(model, prompts, n_new, args.temperature, eos, gen_batch=args.gen_batch,
+                                       seed=(args.seed * 1_000_003 + step) * 65_536 + mine.start * G)
         if cuda:
             torch.cuda.synchronize()
         t_roll, t1 = time.time() - t0, time.time()
@@ -389,7 +397,8 @@ def run(argv=None):
         lr = args.lr * min(1.0, (step + 1) / max(args.warmup_steps, 1))
         for group in opt.param_groups:
             group["lr"] = lr
-        n_tokens = sum(map(len, comps))   # N
+        n_tokens = dist.sum(sum(map(len, comps)))   # N, over the global batch (DISTRIBUTED: all ranks')
+        n_seqs = dist.sum(len(comps))
         batches = [(rows, *make_batch([prompts[i] for i in rows], [comps[i] for i in rows], args.pad_multiple, msl))
                    for rows in microbatches([len(p) + len(c) for p, c in zip(prompts, comps)],
                                             args.micro_batch_tokens, args.pad_multiple)]
@@ -411,7 +420,7 @@ def run(argv=None):
                 else:   # the variants: the clipped ratio, the KL term, other aggregations
                     loss, stats = policy_loss(logp, old, adv[rows], mask, args.clip_low, args.clip_high,
                                               refs[k] if refs else None, args.beta, args.loss_type)
-                    weight = loss_weight(args.loss_type, mask, len(comps), n_tokens, args.max_new_tokens)
+                    weight = loss_weight(args.loss_type, mask, n_seqs, n_tokens, args.max_new_tokens)
                 (loss * weight).backward()
                 for key, v in stats.items():
                     sums[key] = sums.get(key, 0.0) + v * mask.sum()
@@ -422,6 +431,7 @@ def run(argv=None):
                     gap += ((logp.detach() - s.to(device)).abs() * mask).sum()
 
             # 5. clip the gradient's norm, one AdamW step
+            dist.sum_gradients(model)   # DISTRIBUTED: each rank's gradient is its share of the global loss's
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)))
             opt.step()
         opt.zero_grad(set_to_none=True)
@@ -429,16 +439,18 @@ def run(argv=None):
             torch.cuda.synchronize()
         t_train = time.time() - t1
 
-        # log, evaluate, save
-        lens = [len(c) for c in comps]
+        # log, evaluate, save (DISTRIBUTED: what all ranks sampled and summed, for the row rank 0 writes)
+        judged, rewards, lens = dist.concat(judged), dist.concat(rewards), dist.concat([len(c) for c in comps])
+        sums, entropy, gap = {k: dist.sum(v) for k, v in sums.items()}, dist.sum(entropy), dist.sum(gap)
         stats = {**{k: float(v) / (n_tokens * args.num_iterations) for k, v in sums.items()},
                  "entropy": float(entropy) / n_tokens, "grad_norm": sum(grad_norms) / args.num_iterations,
                  "sampler_gap": float(gap) / n_tokens}
         row = {"step": step + 1, **sample_metrics(judged, rewards, G), "len_mean": sum(lens) / len(lens),
-               "len_max": max(lens), "trained_seqs": len(comps), "lr": lr,
+               "len_max": max(lens), "trained_seqs": n_seqs, "lr": lr,
                **{k: round(v, 6) for k, v in stats.items()},
                "rollout_tok_s": round(sum(lens) / max(t_roll, 1e-9), 1),
-               "train_tok_s": round((n_tokens + sum(map(len, prompts))) * args.num_iterations / max(t_train, 1e-9), 1),
+               "train_tok_s": round((n_tokens + dist.sum(sum(map(len, prompts)))) * args.num_iterations
+                                    / max(t_train, 1e-9), 1),
                "step_time": round(time.time() - t0, 3)}
         if cuda:   # the peak so far: the "fits a 24 GB GPU" claim, measured
             row["peak_mem_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
@@ -448,8 +460,8 @@ def run(argv=None):
         done = step + 1
         if val and (done % args.eval_every == 0 or done == args.steps):
             held_out(done)
-        if done == args.steps:   # the curves before the run is marked finished: a kill between redoes both
-            rl_curves(svg, [args.metrics])
+        if done == args.steps and dist.is_main():   # the curves before the run is marked finished: a kill
+            rl_curves(svg, [args.metrics])                  # between redoes both (DISTRIBUTED: rank 0 writes)
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
         if done < args.steps:

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+import dist
 from checkpoint import check_room, data_knobs, load, next_meta
 from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, fail, print_settings,
                     read_jsonl)
@@ -71,6 +72,7 @@ def greedy_accuracy(model, enc, problems):
 
 
 def main():
+    dist.init()   # under torchrun: join the other ranks (dist.py); nothing on one process
     ap = ArgumentParser(__doc__, sections="sft")
     g = ap.add_argument_group("model and data")
     g.add_argument("--init", required=True, help="checkpoint to fine-tune (pretrain.py or convert.py output)")
