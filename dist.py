@@ -25,6 +25,7 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
 from common import fail
+from safety import close_progress_bars
 
 
 def rank():
@@ -47,11 +48,11 @@ def init():
         return
     if not is_main():
         sys.stdout = sys.stderr = open(os.devnull, "w")
-    sys.excepthook = _one_line(sys.excepthook)
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))   # "cuda" is then this rank's GPU
     tdist.init_process_group()   # no backend named: gloo for CPU tensors, NCCL for CUDA ones
     atexit.register(tdist.destroy_process_group)
+    sys.excepthook = _one_line(sys.excepthook)   # after init_process_group, which sets its own
 
 
 def _one_line(previous):
@@ -60,8 +61,9 @@ def _one_line(previous):
     def hook(kind, value, tb):
         first = (str(value).strip().splitlines() or [kind.__name__])[0]
         first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]   # gloo's "[path/pair.cc:553] Connection ..."
-        if issubclass(kind, tdist.DistError) or any(f.filename.endswith("distributed_c10d.py")
-                                                    for f in traceback.extract_tb(tb)):   # gloo: RuntimeError
+        lost = issubclass(kind, tdist.DistError) or "gloo" in str(value)   # gloo's are RuntimeErrors
+        if lost or any(f.filename.endswith("distributed_c10d.py") for f in traceback.extract_tb(tb)):
+            close_progress_bars()
             print(f"error: rank {rank()}: another rank stopped ({first}); stopping too, nothing "
                   f"half-written", file=sys.__stderr__, flush=True)
         elif is_main() or issubclass(kind, KeyboardInterrupt):
