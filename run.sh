@@ -6,7 +6,7 @@
 #
 #   bash run.sh [--preset smoke|tiny|cpu|default] [--seed S] [--window W] [--rl-seeds "0 1 2"]
 #               [--sinks N] [--layer-pattern S] [--wf-frac F] [--corpus-wf-frac F]
-#               [--out runs/NAME] [--force]
+#               [--out runs/NAME] [--force] [--gpus N (torchrun: N processes, README "More GPUs")]
 #
 # Every setting comes from one row of the presets table (common.py); without --preset, default
 # when CUDA is available, cpu otherwise; the row's expected time is printed first. --window and
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" corpus_wf="" out="" force=0 rl_seeds=""
+preset="" seed=0 window="" sinks=0 pattern=S wf_frac="" corpus_wf="" out="" force=0 rl_seeds="" gpus=1
 value() {   # an option's value: `--preset` last on the line is one clear line, not bash's "unbound variable"
   [ $# -ge 2 ] || { echo "error: $1 needs a value (see bash run.sh --help)" >&2; exit 1; }
   printf '%s' "$2"
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --rl-seeds) rl_seeds=$(value "$@"); shift 2 ;;
     --out) out=$(value "$@"); shift 2 ;;
     --force) force=1; shift ;;
+    --gpus) gpus=$(value "$@"); shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
@@ -46,6 +47,12 @@ source setup.sh   # PY: a Python with torch and the rest (installs what is missi
 python=$PY stage=""
 py() { "$python" "$@" & stage=$!; wait $stage; }
 PY=py
+# --gpus N: pretraining, SFT, RL and evaluation as N data-parallel processes, one per GPU (torchrun; dist.py)
+[[ "$gpus" =~ ^[1-9][0-9]*$ ]] || { echo "error: --gpus must be a positive integer, got '$gpus'" >&2; exit 1; }
+dpy() {
+  if [ "$gpus" = 1 ]; then py "$@"
+  else py -m torch.distributed.run --standalone --nproc_per_node "$gpus" -- "$@"; fi
+}
 stop() {   # $1: the signal, $2: the exit status it calls for
   if [ -n "$stage" ]; then kill -TERM "$stage" 2>/dev/null || true; wait "$stage" || true; fi
   echo "run.sh: stopped by SIG$1; run it again to continue where it stopped" >&2
@@ -95,7 +102,7 @@ start=$(date +%s)
 [ -f data/tokenizer.tiktoken ] || { say tokenizer; "$PY" -m data.tokenizer; }
 
 say "pretrain SA base"
-"$PY" pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
+dpy pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.pt" $resume
 # convert's outputs are the checkpoint and its report: both there, or it is done again (a kill after the
 # checkpoint used to leave convert.json empty for good); the report is renamed into place when whole
 if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; then
@@ -108,28 +115,28 @@ fi
 # the base report: what the base writes and how well, what conversion costs, whether the draw is weak
 if [ $force = 1 ] || [ ! -s "$out/base.json" ]; then
   say "the base report (the base and the converted model, before SFT)"
-  "$PY" eval.py --ckpt "$out/base.pt" "$out/swa.pt" --label "SA base, no SFT" --label "SWA converted, no SFT" \
+  dpy eval.py --ckpt "$out/base.pt" "$out/swa.pt" --label "SA base, no SFT" --label "SWA converted, no SFT" \
     --seed "$seed" --json "$out/base.json" > /dev/null
 fi
 "$PY" report.py base "$out"
 
 say "SFT of the SA model"
-"$PY" sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
+dpy sft.py --init "$out/base.pt" --seed "$seed" --out "$out/sft_sa.pt" $resume
 say "SFT of the SWA model"
-"$PY" sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
+dpy sft.py --init "$out/swa.pt" --seed "$seed" --out "$out/sft_swa.pt" $resume
 
 ckpts=("$out/sft_sa.pt" "$out/sft_swa.pt")
 labels=(--label "SA + SFT" --label "SWA + SFT")
 for s in $rl_seeds; do
   for m in sa swa; do
     say "RL of the $m model (seed $s)"
-    "$PY" rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $resume
+    dpy rl.py --init "$out/sft_$m.pt" --seed "$s" --out "$out/rl_${m}_s$s.pt" $resume
     ckpts+=("$out/rl_${m}_s$s.pt"); labels+=(--label "$(echo $m | tr a-z A-Z) + SFT + RL (seed $s)")
   done
 done
 
 say "evaluate"
-"$PY" eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/final.json" > /dev/null
+dpy eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/final.json" > /dev/null
 "$PY" report.py results "$out"   # results.json and results.md: the base report, then every model
 "$PY" plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"
