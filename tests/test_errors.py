@@ -7,7 +7,10 @@ import importlib
 import io
 import json
 import os
+import pickle
+import subprocess
 import sys
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -280,3 +283,45 @@ def test_sft_killed_before_its_final_row_writes_it_on_resume(folder, monkeypatch
     rows = [json.loads(line) for line in open("f.jsonl")]
     assert [r["stage"] for r in rows] == ["sft", "sft", "sft_final"]
     assert torch.load("f.pt", weights_only=True)["meta"]["train_state"] is None
+
+
+# ----------------------------------------------------------------------------------------------
+# the last rough edges (issue 36): each one line and exit 1, with nothing changed on disk
+
+EDGES = [
+    # a folder that is no checkpoint nor a Hugging Face model folder: what was expected, not config.json's errno
+    ("sft", ["--init", "sub", "--out", "b.pt", *CPU], "sub is a folder without config.json: expected a swarr"),
+    ("eval", ["--ckpt", "sub", *CPU], "expected a swarr checkpoint (.pt) or a Hugging Face model folder"),
+    # RL with no steps printed "wrote out.pt, out.jsonl, out.svg" and made only an empty out.jsonl
+    ("rl", ["--init", "a.pt", "--out", "b.pt", "--steps", "0", *CPU], "--steps: must be >= 1"),
+    # a raw pickle: torch's two-line protocol warning came before the one line
+    ("eval", ["--ckpt", "raw.pt", *CPU], "raw.pt is not a readable checkpoint"),
+]
+
+
+@pytest.mark.parametrize("script, args, message", EDGES, ids=[" ".join([s, *a]) for s, a, _ in EDGES])
+def test_a_rough_edge_is_one_line(folder, script, args, message):
+    with open("raw.pt", "wb") as f:
+        pickle.dump({"model": [1.0, 2.0]}, f, protocol=4)   # a pickle, not torch's zip format
+    before = snapshot(folder)
+    with warnings.catch_warnings(record=True) as caught:    # a warning prints its own lines first
+        warnings.simplefilter("always")
+        code, err = call(script, args)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), (code, err[-2000:])
+    assert message in lines[0], lines[0]
+    assert [str(w.message) for w in caught] == []
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "bogus"], "error: unknown preset 'bogus'; known: smoke, tiny, cpu, default"),   # was a KeyError
+    (["--preset"], "error: --preset needs a value (see bash run.sh --help)"),                     # was bash's $2
+])
+def test_run_sh_option_errors_are_one_line(tmp_path, args, message):
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(["bash", "run.sh", "--out", str(out), *args], cwd=root, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [message], r.stderr[-2000:]
+    assert not out.exists()

@@ -10,7 +10,7 @@ What is real and what is simulated:
 - a full disk is the kernel's ENOSPC from /dev/full: from the moment the test picks (after the k-th optimizer
   step, or when a chosen file is opened), every file under the run folder that is open or opened for writing
   has its descriptor pointed at /dev/full (os.dup2). Only the moment and the folder are simulated; a real disk
-  may also write part of the data before refusing the rest (open_metrics drops such a torn line, tested too).
+  may also write part of the data before refusing the rest (start_metrics drops such a torn line, tested too).
 """
 import contextlib
 import errno
@@ -71,13 +71,14 @@ if "on_open" in fault:                  # a signal once a file whose name holds 
             send(fault["signal"])
         return f
     builtins.open = hooked_open
-if "on_call" in fault:                  # ... or once a function runs (in a worker process too)
+if "in_worker" in fault:                # ... or once a function runs in a worker process (not the leader)
     import importlib
-    module, name = fault["on_call"].split(":")
+    module, name = fault["in_worker"].split(":")
     m = importlib.import_module(module)
     real = getattr(m, name)
     def hooked(*a, **kw):
-        send(fault["signal"])
+        if os.getpid() != os.getpgid(0):
+            send(fault["signal"])
         return real(*a, **kw)
     setattr(m, name, hooked)
 '''
@@ -234,7 +235,7 @@ def test_ctrl_c_in_the_corpus_build_is_one_line_from_every_process(hooks, tmp_pa
     traceback). The hook sends SIGINT to the group from inside a worker's chunk of the corpus."""
     out = tmp_path / "b.pt"
     r = run(hooks, *PRETRAIN, "--n-train", "4001", "--out", str(out), start_new_session=True,
-            fault={"on_call": "data.mathgen:make_problems", "signal": "SIGINT", "to_group": True})
+            fault={"in_worker": "data.mathgen:make_problems", "signal": "SIGINT", "to_group": True})
     assert r.returncode == -signal.SIGINT, (r.returncode, r.stderr[-3000:])
     assert "Traceback" not in r.stderr and last_line(r.stderr).startswith("interrupted (Ctrl-C)"), r.stderr[-3000:]
     assert os.listdir(tmp_path) == []
