@@ -111,6 +111,15 @@ def sum(x):
     return t if torch.is_tensor(x) else type(x)(t.item())
 
 
+def largest(x):
+    """The largest of every rank's x (an int), on every rank (x itself on one process)."""
+    if world() == 1:
+        return x
+    t = torch.tensor(x)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return int(t)
+
+
 def mean(x):
     return x if world() == 1 else sum(x) / world()
 

@@ -251,7 +251,7 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         if args.save_every and (step + 1) % args.save_every == 0 and not last:
             save(step + 1, finished=False)
         if not last:
-            stop_if_asked(lambda: save(step + 1, finished=False), args.out, step + 1)
+            stop_if_asked(lambda: save(step + 1, finished=False), args.out, step + 1, dist.largest)
     if final:
         if start < args.steps:
             save(args.steps, finished=False)   # the training is kept; what is left is the closing row
@@ -259,7 +259,8 @@ def train(model, get_batch, val_batches, args, meta, final=None):
         log(record)
     if start < args.steps or final:
         save(args.steps, finished=True)
-    stop_if_asked(None, args.out, args.steps)   # a signal after the last step: the run is finished and saved
+    # a signal after the last step: the run is finished and saved, only the line and the exit status are left
+    stop_if_asked(None, args.out, args.steps, dist.largest)
     return record
 
 

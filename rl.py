@@ -465,8 +465,9 @@ def run(argv=None):
         if (args.save_every and done % args.save_every == 0) or done == args.steps:
             save(done)
         if done < args.steps:
-            stop_if_asked(lambda: save(done), args.out, done)
-    stop_if_asked(None, args.out, args.steps)   # a signal after the last step: the run is finished and saved
+            stop_if_asked(lambda: save(done), args.out, done, dist.largest)
+    # a signal after the last step: the run is finished and saved, only the line and the exit status are left
+    stop_if_asked(None, args.out, args.steps, dist.largest)
     print(f"rl: wrote {args.out}, {args.metrics}, {svg}")
 
 

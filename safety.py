@@ -73,16 +73,21 @@ def stop_at_step_boundaries():
         _previous.setdefault(sig, signal.signal(sig, _ask_to_stop))
 
 
-def stop_if_asked(save, out, step):
+def stop_if_asked(save, out, step, agree=None):
     """Called by a training loop at each step boundary: when a signal came since the last one, save()
-    (None when `out` is already saved), say so in one line and exit with 128 + the signal's number."""
-    if not _asked:
+    (None when `out` is already saved), say so in one line and exit with 128 + the signal's number.
+    agree: under torchrun, the signal number made the same on every rank (dist.largest), so that every rank
+    stops at the same boundary; one that went on alone would wait for the others in its next collective."""
+    signum = _asked[0] if _asked else 0
+    if agree:
+        signum = agree(signum)
+    if not signum:
         return
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)   # a second signal must not cut the save short
     if save:
         save()
     close_progress_bars()
-    name = signal.Signals(_asked[0]).name
+    name = signal.Signals(signum).name
     print(f"stopped by {name} after step {step}: {out} is saved; continue it with --resume", file=sys.stderr)
-    sys.exit(128 + _asked[0])
+    sys.exit(128 + signum)

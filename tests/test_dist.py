@@ -225,3 +225,33 @@ def test_a_killed_rank_ends_the_other_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: rank 0: another rank stopped"), err
     assert not glob.glob(str(tmp_path / "*.tmp*")) and not os.path.exists(out + ".lock")
     assert read_checkpoint(out)["meta"]["step"] >= 1   # whole: readable, a step saved
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """pretrain.py on 2 ranks; SIGTERM reaches rank 1 alone (a scheduler's signal can reach the ranks at
+    different steps): both stop at the same step boundary, exit 143, and rank 0 saves a resumable checkpoint
+    at that step. Were each rank to decide alone, rank 0 would go on into a collective and fail (exit 1)."""
+    out = str(tmp_path / "base.pt")
+    port = free_port()
+    cmd = [sys.executable, "pretrain.py", "--preset", "smoke", "--steps", "100000", "--save-every", "1000",
+           "--eval-every", "0", "--out", out, "--device", "cpu"]
+    ranks = [subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **rank_env(r, 2, port), "TQDM_DISABLE": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        metrics = str(tmp_path / "base.jsonl")
+        deadline = time.time() + 60
+        while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
+            time.sleep(0.1)
+        ranks[1].send_signal(signal.SIGTERM)
+        _, err = ranks[0].communicate(timeout=60)
+        ranks[1].communicate(timeout=60)
+    finally:
+        for p in ranks:
+            p.kill()
+    assert [p.returncode for p in ranks] == [143, 143], err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped by SIGTERM after step "), err
+    step = int(lines[0].split("after step ")[1].split(":")[0])
+    meta = read_checkpoint(out)["meta"]
+    assert meta["step"] == step and meta["train_state"]["step"] == step   # resumable, at the step named
+    assert not glob.glob(str(tmp_path / "*.tmp*")) and not os.path.exists(out + ".lock")
