@@ -1,0 +1,80 @@
+"""The finding over draws: every results/finding/seed<S>/results.json (as `bash run.sh --seed S` wrote it) ->
+the README's table, the mean and spread over draws, and how many draws met each target.
+
+    python results/finding/table.py [results/finding]
+
+Targets (greedy accuracy on the held-out test problems): SA + SFT >= 90%; the converted model and SWA + SFT
+each at least 40 points below SA + SFT; after RL the gap at most 0.2x the gap after SFT; the SWA model's
+far-dependency fraction (greedy) at least halved by RL. With several RL seeds, each seed's pair counts."""
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def pct(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return pct(xs[0])
+    return f"{100 * statistics.mean(xs):.1f} ± {100 * statistics.stdev(xs):.1f}%"
+
+
+def draw(path):
+    """One draw's numbers, by row label; RL rows per seed."""
+    rows = {r["label"]: r for r in json.load(open(path))["results"]}
+    seeds = sorted(label.split("seed ")[1].rstrip(")") for label in rows if label.startswith("SA + SFT + RL"))
+    rl = [(rows[f"SA + SFT + RL (seed {s})"], rows[f"SWA + SFT + RL (seed {s})"]) for s in seeds]
+    return rows, rl
+
+
+def targets(rows, rl):
+    sa, swa, conv = (rows[k]["greedy_acc"] for k in ("SA + SFT", "SWA + SFT", "SWA converted, no SFT"))
+    gap = sa - swa
+    far = rows["SWA + SFT"]["dep_far"]
+    return {
+        "SA + SFT >= 90%": sa >= 0.9,
+        "converted >= 40 below": sa - conv >= 0.4,
+        "SWA + SFT >= 40 below": gap >= 0.4,
+        "RL gap <= 0.2x SFT gap": all(a["greedy_acc"] - b["greedy_acc"] <= 0.2 * gap for a, b in rl),
+        "far deps halved": all(b["dep_far"] is not None and far is not None and b["dep_far"] <= far / 2
+                               for _, b in rl),
+    }
+
+
+def main(root):
+    paths = sorted(glob.glob(os.path.join(root, "seed*", "results.json")))
+    if not paths:
+        sys.exit(f"error: no {root}/seed*/results.json")
+    cols = ["base greedy", "converted: wf samples right", "SWA converted", "SA + SFT", "SWA + SFT", "SA + RL",
+            "SWA + RL", "SWA far deps SFT -> RL"]
+    print("| draw | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    every, met = {c: [] for c in cols}, {}
+    for path in paths:
+        rows, rl = draw(path)
+        base, conv = rows["SA base, no SFT"], rows["SWA converted, no SFT"]
+        vals = [base["greedy_acc"], conv["sample_acc_wf"], conv["greedy_acc"], rows["SA + SFT"]["greedy_acc"],
+                rows["SWA + SFT"]["greedy_acc"]]
+        sa_rl, swa_rl = [a["greedy_acc"] for a, _ in rl], [b["greedy_acc"] for _, b in rl]
+        far = f"{pct(rows['SWA + SFT']['dep_far'])} -> " + " / ".join(pct(b["dep_far"]) for _, b in rl)
+        cells = [pct(v) for v in vals] + [" / ".join(map(pct, sa_rl)) or "-", " / ".join(map(pct, swa_rl)) or "-",
+                                          far]
+        print(f"| {os.path.basename(os.path.dirname(path))} | " + " | ".join(cells) + " |")
+        for c, v in zip(cols, vals + [sa_rl, swa_rl]):
+            every[c] += v if isinstance(v, list) else [v]
+        for name, ok in targets(rows, rl).items():
+            met[name] = met.get(name, 0) + ok
+    n = len(paths)
+    print(f"| mean ± sd ({n} draws) | " + " | ".join(mean_sd(every[c]) for c in cols[:-1]) + " | |")
+    print(f"\nTargets met, of {n} draws: " + "; ".join(f"{k}: {v}" for k, v in met.items()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "results/finding")
