@@ -63,7 +63,7 @@ PRESETS = {
     # were right 26-82% of the time across five bases) but fewer than SA ones, so its greedy traces (and the
     # converted model's) keep the SA style: at 0.5 the converted model needed no SFT or RL (docs/log.md)
     "default": dict(
-        expect="about 10 minutes on one H100",
+        expect="about 8 minutes on one H100",
         model=dict(n_layer=6, n_head=6, n_kv_head=2, n_embd=384, max_seq_len=1024),
         data=dict(window=128),
         pretrain=dict(steps=6000, batch_size=64, lr=2e-3, warmup=100, n_train=120000, n_val=256,
