@@ -129,12 +129,15 @@ def kv_cache_bytes(cfg, seq_len, batch=1, dtype_bytes=2):
     return batch * slots * 2 * cfg.n_kv_head * cfg.head_dim * dtype_bytes   # 2: keys and values
 
 
-def sample_next(logits, temperature, top_k, generator):
+def sample_next(logits, temperature, top_k, generator, ban=None):
     """Next token and its log-probability under the distribution it was drawn from.
-    Greedy (temperature 0) reports the model's own log-probability of the argmax."""
+    Greedy (temperature 0) reports the model's own log-probability of the argmax.
+    ban: token ids (a tensor) never drawn, the others keeping their odds; the log-probability reported stays
+    that of the distribution before the ban, the one a trainer scores (bench.py's forced-length rollouts)."""
     logits = logits.float()
+    never = (lambda s: s) if ban is None else (lambda s: s.index_fill(-1, ban, float("-inf")))
     if temperature == 0:
-        tok = logits.argmax(-1)
+        tok = never(logits).argmax(-1)
         return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0]
     logits = logits / temperature
     if top_k is not None:
@@ -143,7 +146,7 @@ def sample_next(logits, temperature, top_k, generator):
     logp = torch.log_softmax(logits, -1)
     # Gumbel-max through exponentials: argmax p/E with E ~ Exp(1) is a draw from p, without a sync
     noise = torch.empty_like(logp).exponential_(generator=generator)
-    tok = (logp - noise.log()).argmax(-1)
+    tok = never(logp - noise.log()).argmax(-1)
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
@@ -203,10 +206,11 @@ def with_linear_weights_in(model, dtype):
 
 
 def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id=None, generator=None,
-           cuda_graph=True):
+           cuda_graph=True, ban_eos=False):
     """The decoding loop of `generate`, after the prefill: sample a token from `logits` (B, vocab),
     feed it at `pos` (B,), repeat `steps` times. Returns tokens (B, steps), their log-probabilities
-    and each row's length (up to and including its eos). bench.py times this loop directly.
+    and each row's length (up to and including its eos); ban_eos: eos_id is never drawn, so every row runs
+    `steps` tokens (its log-probabilities still those of the model, see sample_next). bench.py times this loop.
 
     A step is all device work on tensors the loop keeps: sample, book the token, its log-probability and
     whether its row stopped, run the model on it; on CUDA one graph records the whole step (Recorded).
@@ -226,9 +230,10 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
     n_out = torch.full((B,), steps, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     logits, pos, t = logits.clone(), pos.clone(), torch.zeros(1, dtype=torch.long, device=device)
+    ban = torch.tensor([eos_id], device=device) if ban_eos else None
 
     def one_step(cache):
-        tok, lp = sample_next(logits, temperature, top_k, generator)
+        tok, lp = sample_next(logits, temperature, top_k, generator, ban)
         tokens.index_copy_(1, t, tok[:, None])
         logps.index_copy_(1, t, lp[:, None])
         if eos_id is not None:
@@ -257,16 +262,20 @@ def decode(model, cache, logits, pos, steps, temperature=1.0, top_k=None, eos_id
 
 @torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None,
-             cuda_graph=True):
+             cuda_graph=True, ban_eos=False):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).
 
     Returns (completions, logprobs): per row the new tokens (eos included if produced; a row stops
     at its own eos) and the log-probability of each under the distribution it was sampled from.
-    cuda_graph: on CUDA, replay each decoding step as a CUDA graph (see Recorded)."""
+    cuda_graph: on CUDA, replay each decoding step as a CUDA graph (see Recorded).
+    ban_eos: never draw eos_id, so every row gets max_new_tokens tokens (bench.py's long rollouts); the
+    log-probabilities stay those of the model's distribution, as a trainer scores them (sample_next)."""
     cfg, device = model.config, model.lm_head.weight.device
     lens = [len(p) for p in prompts]
     if not prompts or min(lens) < 1:
         raise ValueError("generate needs at least one prompt, each of at least one token")
+    if ban_eos and eos_id is None:
+        raise ValueError("ban_eos needs the eos_id it bans")
     if max(lens) + max_new_tokens > cfg.max_seq_len:
         raise ValueError(f"prompt of {max(lens)} tokens + {max_new_tokens} new tokens exceeds "
                          f"the model's max_seq_len={cfg.max_seq_len}")
@@ -283,7 +292,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, eos_id
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda, cache_enabled=False):
         logits = model.prefill(idx, cache)
         tokens, logps, n_out = decode(model, cache, logits, lengths, N, temperature, top_k, eos_id, generator,
-                                      cuda_graph)
+                                      cuda_graph, ban_eos)
     model.train(was_training)
     n_out = n_out.tolist()
     width = max(n_out)   # the columns some row used: decoding stops soon after the last row's eos
