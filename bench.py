@@ -4,6 +4,7 @@ Performance of swarr: the attention paths alone, decoding through `generate`, an
     python bench.py                                # everything, on CUDA when there is one
     python bench.py --quick                        # CPU-sized version of everything, under a minute
     python bench.py --only decode,generate --json bench.json
+    python bench.py --only rlstep --rl-lengths 512,8192 --rl-windows full,128 --json rlstep.json
 
 Sections (each prints a markdown table; --json writes every figure with its shape and device,
 rewritten after every row so an interrupted run keeps what it measured):
@@ -17,6 +18,11 @@ rewritten after every row so an interrupted run keeps what it measured):
   generate   `generate` end to end (prefill + decode), and the Hugging Face Llama baseline
              (same shapes, random weights) when `transformers` imports.
   training   tokens/s and MFU of the default model's training step (AdamW, bf16, compiled on GPU).
+  rlstep     one GRPO step as rl.py runs it (rollouts through the model's own cache, the judge, the
+             update on rl.py's training path) for the default model with random weights, full attention
+             and SWA, 32 prompts x 8 rollouts each forced to L new tokens (the end token banned): step
+             time split into rollout, update and the rest (judge, advantages), tokens/s of each, peak
+             memory (model and optimizer included), the sampler's log-prob gap to the trainer's.
 
 Conventions. Times are medians after a warm-up call (CUDA events on GPU). Effective TFLOP/s count
 useful FLOPs only: 4*D per visible (query, key) pair for the forward (QK^T and PV), three times
@@ -40,10 +46,16 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 import engine
 import model as M
-from common import PRESETS, ArgumentParser, claim_outputs, pick_device, print_settings, release_outputs, write_atomic
+from checkpoint import data_knobs
+from common import (POSITIVE_INT, PRESETS, ArgumentParser, claim_outputs, fail, pick_device, print_settings,
+                    release_outputs, write_atomic)
+from data.tokenizer import encode_prompt, load_tokenizer
 from engine import generate
+from eval import judge
 from model import GPT, GPTConfig
 from pretrain import flops_per_token, peak_flops
+from rl import get_args as rl_args
+from rl import group_advantages, make_batch, microbatches, step_problems, token_logprobs
 
 
 
@@ -502,6 +514,169 @@ def bench_training(report, device, quick):
 
 
 # ----------------------------------------------------------------------------------------------
+# 5. a GRPO step on long traces
+
+def forced_rollouts(model, prompts, L, eos_id, temperature, seed, gen_batch):
+    """rl.rollout with the end token banned: every completion is exactly L tokens long."""
+    comps, logps = [], []
+    for i in range(0, len(prompts), gen_batch):
+        c, lp = generate(model, prompts[i:i + gen_batch], L, temperature=temperature, eos_id=eos_id,
+                         seed=seed + i, ban_eos=True)
+        comps += c
+        logps += lp
+    return comps, logps
+
+
+def peak_mib_since_reset(device):
+    """The most memory allocated since the last reset (model and optimizer included), then a new reset."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    return mib(peak)
+
+
+def rl_step(model, opt, enc, problems, L, s, device, seed=0):
+    """One optimizer step of rl.py's loop with rollouts forced to L tokens -> its figures. The loop's body is
+    inline in rl.run, so it is mirrored here call for call (the same functions, in the same order), leaving out
+    only what rl.py logs on the side (ratio_stats, the style mix). s: rl.py's settings (rlstep_settings)."""
+    cuda, G = device.type == "cuda", s.group_size
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+    sync(device)
+    peak_mib_since_reset(device)
+    t0 = time.perf_counter()
+    # 1. rollouts: B problems x G samples from the policy with its own attention and cache, none stopping early
+    prompts = [encode_prompt(enc, p["question"]) for p in problems for _ in range(G)]
+    comps, sampler_logps = forced_rollouts(model, prompts, L, enc.eot_token, s.temperature, seed, s.gen_batch)
+    sync(device)
+    t1 = time.perf_counter()
+    rollout_peak = peak_mib_since_reset(device)
+
+    # 2. rewards by the one rule; 3. group advantages (random weights solve nothing: all 0, the same kernels)
+    judged = [judge(enc, c, p["answer"]) for c, p in zip(comps, (p for p in problems for _ in range(G)))]
+    rewards = torch.tensor([float(j[0]) for j in judged])
+    adv = group_advantages(rewards, G, s.scale_rewards).to(device)
+    t2 = time.perf_counter()
+
+    # 4. per-token loss -A log p and backward, micro-batch by micro-batch; 5. clip, one AdamW step
+    n_tokens = sum(map(len, comps))
+    batches = [(rows, *make_batch([prompts[i] for i in rows], [comps[i] for i in rows], s.pad_multiple,
+                                  model.config.max_seq_len))
+               for rows in microbatches([len(p) + len(c) for p, c in zip(prompts, comps)], s.micro_batch_tokens,
+                                        s.pad_multiple)]
+    opt.zero_grad(set_to_none=True)
+    entropy, gap, gap_max = (torch.zeros((), device=device) for _ in range(3))
+    for rows, idx, mask in batches:
+        idx, mask = idx.to(device), mask.to(device).float()
+        with autocast():
+            logp, ent = token_logprobs(model, idx, s.temperature, with_entropy=True)
+        loss = (-adv[rows, None] * logp * mask).sum() / mask.sum()
+        (loss * (float(mask.sum()) / n_tokens)).backward()
+        # as rl.py logs them: the policy's entropy, how far the sampler's log-probs are from the trainer's
+        entropy = entropy + (ent * mask).sum()
+        sampled = torch.zeros(logp.shape)
+        sampled[mask.bool().cpu()] = torch.tensor([x for i in rows for x in sampler_logps[i]])   # rows in order
+        diff = (logp.detach() - sampled.to(device)).abs() * mask
+        gap, gap_max = gap + diff.sum(), torch.maximum(gap_max, diff.max())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    sync(device)
+    t3 = time.perf_counter()
+
+    lens, prompt_tokens = [len(c) for c in comps], sum(map(len, prompts))
+    rollout_s, rest_s, update_s = t1 - t0, t2 - t1, t3 - t2
+    update_peak = peak_mib_since_reset(device)
+    return dict(
+        rollouts=len(comps), prompt_tokens=prompt_tokens, rollout_tokens=n_tokens,
+        update_tokens=prompt_tokens + n_tokens, completion_len_min=min(lens), completion_len_max=max(lens),
+        end_tokens=sum(c.count(enc.eot_token) for c in comps), micro_batches=len(batches),
+        step_s=t3 - t0, rollout_s=rollout_s, update_s=update_s, rest_s=rest_s,
+        rollout_tok_s=n_tokens / rollout_s, update_tok_s=(prompt_tokens + n_tokens) / update_s,
+        peak_mib=None if rollout_peak is None else max(rollout_peak, update_peak),
+        rollout_peak_mib=rollout_peak, update_peak_mib=update_peak,
+        entropy=float(entropy) / n_tokens, sampler_gap=float(gap) / n_tokens, sampler_gap_max=float(gap_max))
+
+
+def rlstep_settings(prompts, group):
+    """rl.py's own defaults, read off its parser (the rollout chunk, micro-batch tokens, padding, sliding
+    layers' training path, temperature, clip...), with the default preset's learning rate."""
+    s = rl_args(["--init", "(none)"])
+    s.prompts_per_step, s.group_size, s.lr = prompts, group, PRESETS["default"]["rl"]["lr"]
+    return s
+
+
+def bench_rlstep(report, device, quick, lengths=None, windows=None, prompts=None, group=None):
+    lengths = lengths or ((16, 48) if quick else (512, 2048, 8192, 16384))
+    windows = windows or ((None, 32) if quick else (None, 128, 512))
+    s = rlstep_settings(prompts or (2 if quick else 32), group or (2 if quick else 8))
+    base = tiny_config if quick else default_config
+    enc = load_tokenizer()
+    problems = step_problems(s, data_knobs({"data": PRESETS["default"]["data"]}), 0)   # one set for every row
+    longest = max(len(encode_prompt(enc, p["question"])) for p in problems) + max(lengths)
+    max_len = -(-longest // s.pad_multiple) * s.pad_multiple
+    cudnn_sdp = torch.backends.cuda.cudnn_sdp_enabled()
+    # as rl.py: cuDNN's SDPA builds a plan per new shape, and RL brings new ones at every step
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    for window in windows:
+        label = "full" if window is None else f"sliding W={window}"
+        torch.manual_seed(0)    # the same weights for every attention
+        model = GPT(base(vocab_size=enc.n_vocab, window=window, max_seq_len=max_len), attn_impl=s.attn_impl)
+        model = model.to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=s.lr, betas=(0.9, 0.95), eps=1e-8,
+                                weight_decay=s.weight_decay)
+        # first an untimed warm-up step (allocator, cuBLAS, AdamW's state), then one step per length
+        for k, L in enumerate((min(lengths), *lengths)):
+            row = dict(attention=label, window=window, new_tokens=L, model=describe(model.config),
+                       attn_impl=s.attn_impl, device=str(device))
+            try:
+                row.update(rl_step(model, opt, enc, problems, L, s, device, seed=k))
+            except Exception as e:
+                row["error"] = failure(e)
+            opt.zero_grad(set_to_none=True)
+            free_memory(device)
+            if k == 0:
+                continue
+            report.add("rlstep", row)
+            print(f"rlstep {row}", flush=True)
+        del model, opt
+        free_memory(device)
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_sdp)
+    rlstep_summary(report)
+    report.table("rlstep", [("attention", "attention"), ("L", "new_tokens"), ("rollouts", "rollouts"),
+                            ("step s", "step_s"), ("rollout s", "rollout_s"), ("update s", "update_s"),
+                            ("rest s", "rest_s"), ("rollout tok/s", "rollout_tok_s"),
+                            ("update tok/s", "update_tok_s"), ("peak MiB", "peak_mib"),
+                            ("full / this step", "step_x_vs_full"), ("this / full peak", "peak_vs_full"),
+                            ("sampler gap max", "sampler_gap_max"), ("error", "error")],
+                 f"GRPO step as rl.py runs it ({s.prompts_per_step}x{s.group_size} rollouts, each forced to L "
+                 f"new tokens; sliding layers train on {s.attn_impl}), {describe(base(window=None))} model, "
+                 f"random weights, {device_name(device)}")
+
+
+def rlstep_summary(report):
+    """SWA against full attention at the same L (step time, peak memory), and how each attention's rollout cost
+    per token grows from the shortest L to the longest."""
+    rows = [r for r in report.data["sections"].get("rlstep", []) if "step_s" in r]
+    summary = {}
+    for row in rows:
+        full = next((r for r in rows if r["window"] is None and r["new_tokens"] == row["new_tokens"]), None)
+        if full and row["window"] is not None:
+            row["step_x_vs_full"] = full["step_s"] / row["step_s"]
+            if row["peak_mib"] is not None:
+                row["peak_vs_full"] = row["peak_mib"] / full["peak_mib"]
+    for label in dict.fromkeys(r["attention"] for r in rows):
+        mine = sorted((r for r in rows if r["attention"] == label), key=lambda r: r["new_tokens"])
+        if len(mine) > 1:
+            short, long = mine[0], mine[-1]
+            summary[f"{label}: rollout s/token, L={long['new_tokens']} over L={short['new_tokens']}"] = (
+                short["rollout_tok_s"] / long["rollout_tok_s"])
+    report.data["rlstep_summary"] = summary
+    report.save()
+    print("\n" + "\n".join(f"- {k}: {fmt(v)}" for k, v in summary.items()), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
 
 def describe(cfg):
     return f"{cfg.n_layer}L {cfg.n_embd}d {cfg.n_head}/{cfg.n_kv_head} heads, {cfg.describe()}"
@@ -514,7 +689,22 @@ def device_name(device):
 
 
 SECTIONS = {"attention": bench_attention, "decode": bench_decode, "generate": bench_generate,
-            "training": bench_training}
+            "training": bench_training, "rlstep": bench_rlstep}
+
+
+def int_list(text, name, low, words=()):
+    """"512,2048" -> (512, 2048); a word of `words` stands for None; anything else is one line and exit 1."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if item in words:
+            out.append(None)
+        elif item.isdigit() and int(item) >= low:
+            out.append(int(item))
+        else:
+            also = "".join(f" or {w}" for w in words)
+            fail(f"{name}: expected integers >= {low}{also}, got {item!r}")
+    return tuple(out)
 
 
 def main(argv=None):
@@ -532,11 +722,24 @@ def run(argv=None):
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help=f"comma-separated sections of {','.join(SECTIONS)}")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face baseline")
+    g = ap.add_argument_group("rlstep")
+    g.add_argument("--rl-lengths", help="new tokens each rollout is forced to (default 512,2048,8192,16384; "
+                                        "--quick: 16,48)")
+    g.add_argument("--rl-windows", help="full and/or sliding windows (default full,128,512; --quick: full,32)")
+    g.add_argument("--rl-prompts", type=POSITIVE_INT, help="prompts per step (default 32 as the default preset; "
+                                                           "--quick: 2)")
+    g.add_argument("--rl-group", type=int, help="samples per prompt (default 8 as the default preset; --quick: 2)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
+    if args.rl_group is not None and args.rl_group < 2:
+        fail(f"--rl-group must be >= 2 (advantages compare samples within a group), got {args.rl_group}")
+    lengths = args.rl_lengths and int_list(args.rl_lengths, "--rl-lengths", 1)
+    windows = args.rl_windows and int_list(args.rl_windows, "--rl-windows", 1, ["full"])
+    options = {"generate": dict(hf=not args.no_hf),
+               "rlstep": dict(lengths=lengths, windows=windows, prompts=args.rl_prompts, group=args.rl_group)}
     device = torch.device(pick_device(args.device or ("cpu" if args.quick else "auto")))
     claim_outputs([args.json])
     print_settings("bench", args)
@@ -554,10 +757,7 @@ def run(argv=None):
     for name in only:
         t0 = time.perf_counter()
         try:
-            if name == "generate":
-                bench_generate(report, device, args.quick, hf=not args.no_hf)
-            else:
-                SECTIONS[name](report, device, args.quick)
+            SECTIONS[name](report, device, args.quick, **options.get(name, {}))
         except Exception as e:       # a section that breaks as a whole is reported, the rest runs
             report.add(name, {"error": failure(e)})
             print(f"{name}: failed: {failure(e)}", flush=True)
