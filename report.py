@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from common import fail, write_atomic
+from common import ArgumentParser, fail, write_atomic
 from eval import markdown_table
 
 STRONG = 0.75   # the converted model's window-friendly samples must be right this often for a strong draw
@@ -28,7 +28,9 @@ def read_eval(path):
         with open(path) as f:
             d = json.load(f)
         return d["settings"], d["results"]
-    except (OSError, ValueError, KeyError) as e:
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror} (run eval.py --json {path} first)")
+    except (ValueError, KeyError, TypeError) as e:
         fail(f"{path}: not an eval.py --json file ({e})")
 
 
@@ -63,9 +65,11 @@ def base_report(base, converted):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[0] not in ("base", "results"):
-        fail("usage: python report.py base|results RUN_FOLDER")
-    what, run = argv
+    ap = ArgumentParser(__doc__)
+    ap.add_argument("what", choices=["base", "results"], help="the base report, or the results at the end")
+    ap.add_argument("run", help="the run folder (run.sh's --out)")
+    args = ap.parse_args(argv)
+    what, run = args.what, args.run
     base, converted = read_eval(os.path.join(run, "base.json"))[1][:2]
     report = base_report(base, converted)
     if what == "base":
