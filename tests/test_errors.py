@@ -3,22 +3,18 @@ with nothing changed on disk. One table of (command, expected text), run in-proc
 main() (a subprocess per case would take minutes: each imports torch), in a folder of tiny files.
 The slow guarantees (kills, resumes, run.sh, two real processes) are in test_safety.py."""
 import hashlib
-import importlib
-import io
 import json
 import os
 import pickle
 import subprocess
-import sys
 import warnings
-from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import torch
 
-import common
 import sft
 from checkpoint import save_checkpoint
+from conftest import run_main
 from data.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 
@@ -94,22 +90,9 @@ def snapshot(folder):
 
 
 def call(script, args):
-    """Run `python <script> args` in this process: (exit code, stderr)."""
-    module = importlib.import_module(script)
-    err = io.StringIO()
-    argv, threads = sys.argv, torch.get_num_threads()
-    sys.argv = [script, *args]
-    try:
-        with redirect_stderr(err), redirect_stdout(io.StringIO()):
-            module.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-        common.release_outputs()     # as at the exit of a real process
-        torch.set_num_threads(threads)
-    return code, err.getvalue()
+    """Run `python <script> args` in this process (conftest.run_main): (exit code, stderr)."""
+    r = run_main(script, args)
+    return r.returncode, r.stderr
 
 
 SMOKE = ("--preset", "smoke", "--device", "cpu")

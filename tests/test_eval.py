@@ -1,21 +1,17 @@
-"""eval.py end to end on a tiny random checkpoint (CPU), and its user errors."""
+"""eval.py end to end on a tiny random checkpoint (CPU, its main() in this process), and its user errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from checkpoint import save_checkpoint
+from conftest import run_main
 from data.mathgen import make_problems
 from data.tokenizer import encode_prompt, load_tokenizer
 from engine import generate
 from eval import evaluate, grade
 from model import GPT, GPTConfig
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_model(window=16):
@@ -34,8 +30,8 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def run_eval(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    """`python eval.py args`, run in this process (conftest.run_main)."""
+    return run_main("eval", args)
 
 
 def test_cli_end_to_end(tiny_ckpt, tmp_path):

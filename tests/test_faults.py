@@ -12,10 +12,7 @@ What is real and what is simulated:
   has its descriptor pointed at /dev/full (os.dup2). Only the moment and the folder are simulated; a real disk
   may also write part of the data before refusing the rest (start_metrics drops such a torn line, tested too).
 """
-import contextlib
 import errno
-import importlib
-import io
 import json
 import os
 import signal
@@ -27,9 +24,9 @@ import pytest
 import torch
 
 import checkpoint
-import common
 import distill
 from checkpoint import read_checkpoint, save_checkpoint
+from conftest import run_main
 from data.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 
@@ -284,21 +281,9 @@ class FullDisk:
 
 
 def call(script, args):
-    """Run `python <script> args` in this process: (exit code, stderr)."""
-    module = importlib.import_module(script)
-    err, argv, threads = io.StringIO(), sys.argv, torch.get_num_threads()
-    sys.argv = [script, *args]
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            module.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-        common.release_outputs()
-        torch.set_num_threads(threads)
-    return code, err.getvalue()
+    """Run `python <script> args` in this process (conftest.run_main): (exit code, stderr)."""
+    r = run_main(script, args)
+    return r.returncode, r.stderr
 
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full") or not os.path.isdir("/proc/self/fd"),

@@ -11,6 +11,7 @@ transformers = pytest.importorskip("transformers")
 
 import hf  # noqa: E402
 from checkpoint import load_checkpoint  # noqa: E402
+from conftest import run_main  # noqa: E402
 from data.mathgen import make_problems  # noqa: E402
 from data.tokenizer import encode_example, encode_prompt, load_tokenizer  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
@@ -259,8 +260,6 @@ def test_our_tokenizer_exports_as_tokenizer_json(tmp_path):
 # the whole path on a tiny random model: import -> SWA -> SFT -> RL -> eval -> export
 
 def test_whole_path(tmp_path):
-    import subprocess
-    import sys
     hf_dir = tmp_path / "tiny-qwen"
     tok = train_hf_tokenizer("qwen", hf_dir)
     config = transformers.Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
@@ -273,9 +272,8 @@ def test_whole_path(tmp_path):
     data = tmp_path / "gsm8k.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    def run(*cmd):
-        r = subprocess.run([sys.executable, *cmd, "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    def run(script, *args):                  # `python script args --device cpu`, in this process
+        r = run_main(script.removesuffix(".py"), [*args, "--device", "cpu"])
         assert r.returncode == 0, r.stderr[-2000:]
         return r.stdout
 

@@ -2,14 +2,13 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import rl
 from checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from conftest import run_main
 from data.mathgen import STYLE_MARKERS
 from data.tokenizer import load_tokenizer
 from engine import generate
@@ -17,8 +16,6 @@ from eval import judge
 from model import GPT, GPTConfig
 from plot import line_plot_svg
 from rl import group_advantages, make_batch, microbatches, policy_loss, sample_metrics, token_logprobs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -183,10 +180,9 @@ def test_line_plot_svg(tmp_path):
 # ----------------------------------------------------------------------------- the script
 
 
-def run_rl(*argv, cwd=ROOT):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "rl.py"), *argv], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, env=env)
+def run_rl(*argv):
+    """`python rl.py argv`, run in this process (conftest.run_main)."""
+    return run_main("rl", argv)
 
 
 @pytest.fixture(scope="module")

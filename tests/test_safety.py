@@ -14,6 +14,7 @@ import torch
 
 from data.tokenizer import load_tokenizer
 from checkpoint import read_checkpoint, save_checkpoint
+from conftest import run_main
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,16 +77,17 @@ def folder(ckpt_file, tmp_path):
 # 2. a checkpoint made with other settings is never continued nor taken as done (stage level)
 
 def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
+    """pretrain.py's main() in this process: its exit code, what it prints and the files are what is checked."""
     out = str(tmp_path / "base.pt")
-    common = ("pretrain.py", "--preset", "smoke", "--device", "cpu", "--out", out)
-    assert run(*common).returncode == 0
+    common = ("--preset", "smoke", "--device", "cpu", "--out", out)
+    assert run_main("pretrain", common).returncode == 0
     before = snapshot(tmp_path)
-    r = run(*common, "--window", "64", "--resume")          # the finished W=128 run is not a W=64 one
+    r = run_main("pretrain", [*common, "--window", "64", "--resume"])   # the finished W=128 run is not a W=64 one
     assert one_line_error(r) and "data.window" in r.stderr, r.stderr[-2000:]
-    r = run(*common, "--seed", "5", "--resume")
+    r = run_main("pretrain", [*common, "--seed", "5", "--resume"])
     assert one_line_error(r) and "seed" in r.stderr, r.stderr[-2000:]
     assert snapshot(tmp_path) == before
-    r = run(*common, "--resume")                             # the same settings: done, nothing to do
+    r = run_main("pretrain", [*common, "--resume"])                     # the same settings: done, nothing to do
     assert r.returncode == 0 and "nothing to do" in r.stdout
     assert snapshot(tmp_path) == before
 

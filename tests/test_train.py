@@ -1,8 +1,6 @@
 """pretrain.py, convert.py, sft.py: the loss goes down, resume is exact, conversion touches only the
 attention settings, the SFT loss ignores the prompt, and bad input is one line and exit 1."""
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -10,16 +8,16 @@ import torch
 
 import pretrain
 from checkpoint import read_checkpoint, save_checkpoint
+from conftest import run_main
 from data.mathgen import make_problems
 from data.tokenizer import encode_example, load_tokenizer
 from model import GPT, GPTConfig
 from sft import sft_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def run(script, *args):
+    """`python script args`, run in this process (conftest.run_main)."""
+    return run_main(script.removesuffix(".py"), args)
 
 
 def metrics(path):
