@@ -18,6 +18,7 @@ from rl import make_batch, token_logprobs
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 
+@pytest.mark.slow
 def test_quick_bench_runs_every_section(tmp_path):
     out = tmp_path / "bench.json"
     bench.main(["--quick", "--json", str(out)])

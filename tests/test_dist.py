@@ -26,6 +26,7 @@ from eval import evaluate
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow   # each test starts 2 processes (~4-5 s)
 
 
 def free_port():

@@ -298,7 +298,8 @@ def test_a_rough_edge_is_one_line(folder, script, args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--preset", "bogus"], "error: unknown preset 'bogus'; known: smoke, tiny, cpu, default"),   # was a KeyError
+    pytest.param(["--preset", "bogus"], "error: unknown preset 'bogus'; known: smoke, tiny, cpu, default",
+                 marks=pytest.mark.slow),                                                         # was a KeyError
     (["--preset"], "error: --preset needs a value (see bash run.sh --help)"),                     # was bash's $2
 ])
 def test_run_sh_option_errors_are_one_line(tmp_path, args, message):

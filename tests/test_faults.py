@@ -150,6 +150,7 @@ def base(tmp_path_factory):
 # ----------------------------------------------------------------------------------------------
 # SIGTERM (preemption) and a second signal during the save it starts
 
+@pytest.mark.slow
 def test_sigterm_in_pretraining_saves_at_the_step_boundary_and_resume_is_exact(hooks, reference, tmp_path):
     """SIGTERM during step 3, then Ctrl-C while the checkpoint is being written: step 3 is finished and saved
     whole, the run says so in one line and exits 143; --resume ends with the reference's weights and rows."""
@@ -166,6 +167,7 @@ def test_sigterm_in_pretraining_saves_at_the_step_boundary_and_resume_is_exact(h
     assert rows(tmp_path / "b.jsonl") == reference[1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_sft_saves_and_a_second_sigterm_does_not_cut_the_save(hooks, base, tmp_path):
     """Ctrl-C during SFT's step 1 and SIGTERM while its checkpoint is written; --resume ends as a run that
     was not interrupted (made here too: SFT's own reference)."""
@@ -183,6 +185,7 @@ def test_ctrl_c_in_sft_saves_and_a_second_sigterm_does_not_cut_the_save(hooks, b
     assert rows(tmp_path / "s.jsonl") == rows(tmp_path / "ref.jsonl")
 
 
+@pytest.mark.slow
 def test_sigterm_in_rl_saves_at_the_step_boundary_and_resume_is_exact(hooks, base, tmp_path):
     """SIGTERM during RL's step 2 and again while its checkpoint is written; --resume ends as a run that was
     not interrupted (made here too)."""
@@ -200,6 +203,7 @@ def test_sigterm_in_rl_saves_at_the_step_boundary_and_resume_is_exact(hooks, bas
     assert rows(tmp_path / "r.jsonl") == rows(tmp_path / "ref.jsonl")
 
 
+@pytest.mark.slow
 def test_run_sh_passes_sigterm_on_and_stops_the_recipe(hooks, tmp_path):
     """The pretraining stage sends SIGTERM to run.sh (its parent) during its first step: run.sh passes it on,
     the stage saves and says so, and the recipe stops there (no convert), exiting 143; nothing is left."""

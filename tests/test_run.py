@@ -3,9 +3,13 @@ import json
 import os
 import subprocess
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+
+@pytest.mark.slow
 def test_run_sh_smoke(tmp_path):
     out = str(tmp_path / "run")
     r = subprocess.run(["bash", "run.sh", "--preset", "smoke", "--out", out], cwd=ROOT,

@@ -106,6 +106,7 @@ def run_dir(tmp_path_factory, ckpt_file):
     return out
 
 
+@pytest.mark.slow
 def test_run_sh_force_starts_over(run_dir):
     assert not (run_dir / "rl_sa_s9.jsonl").exists()       # the old run's outputs are gone
     assert read_checkpoint(str(run_dir / "base.pt"))["meta"]["stage"] == "pretrain"
@@ -114,6 +115,7 @@ def test_run_sh_force_starts_over(run_dir):
     assert "rl_sa_s9" not in (run_dir / "rl_curves.svg").read_text()
 
 
+@pytest.mark.slow
 def test_run_sh_refuses_other_settings(run_dir):
     before = snapshot(run_dir)
     r = run_sh("--preset", "smoke", "--out", str(run_dir), "--window", "64", "--seed", "5")
@@ -121,6 +123,7 @@ def test_run_sh_refuses_other_settings(run_dir):
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_run_sh_redoes_convert_when_its_report_is_missing(run_dir):
     (run_dir / "convert.json").write_text("")              # killed after the checkpoint, before the report
     r = run_sh("--preset", "smoke", "--out", str(run_dir))
@@ -133,6 +136,7 @@ def test_run_sh_redoes_convert_when_its_report_is_missing(run_dir):
 
 # 3. one writer per output
 
+@pytest.mark.slow
 def test_an_output_in_use_is_refused_and_a_stale_lock_taken_over(folder):
     out = str(folder / "swa.pt")
     convert = ("convert.py", "--init", str(folder / "a.pt"), "--out", out, "--n-val", "0", "--device", "cpu")

@@ -13,6 +13,7 @@ one run's SA model got 72% of far operands and another's 54% (failing); 900 x 32
 
 A change that breaks the window, the conversion, the data's two styles or the training loop fails this
 test; accuracy after decoding needs the whole preset (16 minutes, README), so it is not asserted here."""
+import pytest
 import torch
 
 import convert
@@ -22,6 +23,8 @@ from checkpoint import data_knobs, load
 from data.deps import operand_positions
 from data.mathgen import make_problems
 from data.tokenizer import encode_example
+
+pytestmark = pytest.mark.slow   # ~5 minutes of training on 2 cores
 
 STEPS, BATCH = 900, 32   # the preset: 1700 x 32; the look-up skill comes near step 660
 
