@@ -100,9 +100,16 @@ def generate_problems(n, split, seed, knobs=None, chunk=2000):
     jobs = [(min(chunk, n - i), split, seed * 1_000_003 + i // chunk, knobs or {}) for i in range(0, n, chunk)]
     if len(jobs) == 1:
         return _make_chunk(jobs[0])
-    # the workers leave Ctrl-C to this process (one line, safety.py), or each would print a traceback
-    with Pool(min(len(jobs), os.cpu_count() or 1), signal.signal, (signal.SIGINT, signal.SIG_IGN)) as pool:
+    with Pool(min(len(jobs), os.cpu_count() or 1), _quiet_worker) as pool:
         return [r for part in pool.map(_make_chunk, jobs) for r in part]
+
+
+def _quiet_worker():
+    """A corpus worker leaves Ctrl-C to the main process (one line, safety.py; else each worker printed a
+    traceback), and dies silently on the SIGTERM with which the pool ends it (it inherits the main process's
+    handler, which would print a line of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def packed_rows(enc, problems, seq_len):
