@@ -47,17 +47,8 @@ def save_checkpoint(path, model, **meta):
     model = getattr(model, "_orig_mod", model)                 # unwrap torch.compile
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     obj = {"format": CHECKPOINT_FORMAT, "config": model.config.saved(), "model": state, "meta": meta}
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as f:   # a Python file: a failed write is an OSError with its cause (ENOSPC)
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except OSError as e:
-        fail(f"cannot write {path} ({e.strerror}); the file there is as it was")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # through a Python file: a failed write is an OSError with its cause (ENOSPC)
+    write_atomic(path, lambda f: torch.save(obj, f), note="; the file there is as it was")
 
 
 class CheckpointError(ValueError):

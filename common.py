@@ -304,17 +304,21 @@ def _remove_stale(prefix):
                 pass
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, note=""):
     """Write text or bytes whole or not at all: a temporary file named after the pid (the next run on
-    `path` removes it if a kill left it behind), renamed over `path`."""
+    `path` removes it if a kill left it behind), renamed over `path`. `data` may also be a function that
+    writes to the open binary file (torch.save). A failed write (a full disk) is one line, `note` after it."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
+        with open(tmp, "w" if isinstance(data, str) else "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
         os.replace(tmp, path)
     except OSError as e:
-        fail(f"cannot write {path} ({e.strerror})")
+        fail(f"cannot write {path} ({e.strerror}){note}")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
