@@ -167,22 +167,29 @@ def test_sigterm_in_pretraining_saves_at_the_step_boundary_and_resume_is_exact(h
     assert rows(tmp_path / "b.jsonl") == reference[1]
 
 
+def stop_then_resume(hooks, tmp_path, cmd, step, signal_name, status):
+    """`cmd` once uninterrupted (the reference), once with `signal_name` at `step` and SIGTERM while its
+    checkpoint is written: one line, exit `status`, nothing left over, a checkpoint resumable at `step`; then
+    --resume ends with the reference's weights and metrics rows."""
+    r = run(hooks, *cmd, "--out", str(tmp_path / "ref.pt"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "s.pt"
+    r = run(hooks, *cmd, "--out", str(out), fault={"at_step": step, "signal": signal_name, "during_save": "SIGTERM"})
+    assert r.returncode == status and clean_stop(r, f"stopped by {signal_name} after step {step}"), r.stderr[-2000:]
+    assert leftovers(tmp_path) == []
+    assert read_checkpoint(str(out))["meta"]["train_state"]["step"] == step
+    r = run(hooks, *cmd, "--out", str(out), "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert same_weights(weights(out), weights(tmp_path / "ref.pt"))
+    assert rows(tmp_path / "s.jsonl") == rows(tmp_path / "ref.jsonl")
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_sft_saves_and_a_second_sigterm_does_not_cut_the_save(hooks, base, tmp_path):
     """Ctrl-C during SFT's step 1 and SIGTERM while its checkpoint is written; --resume ends as a run that
     was not interrupted (made here too: SFT's own reference)."""
     sft = ("sft.py", "--init", base, "--device", "cpu", "--steps", "3", "--eval-every", "1")
-    r = run(hooks, *sft, "--out", str(tmp_path / "ref.pt"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = tmp_path / "s.pt"
-    r = run(hooks, *sft, "--out", str(out), fault={"at_step": 1, "signal": "SIGINT", "during_save": "SIGTERM"})
-    assert r.returncode == 130 and clean_stop(r, "stopped by SIGINT after step 1"), r.stderr[-2000:]
-    assert leftovers(tmp_path) == []
-    assert read_checkpoint(str(out))["meta"]["train_state"]["step"] == 1
-    r = run(hooks, *sft, "--out", str(out), "--resume")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert same_weights(weights(out), weights(tmp_path / "ref.pt"))
-    assert rows(tmp_path / "s.jsonl") == rows(tmp_path / "ref.jsonl")
+    stop_then_resume(hooks, tmp_path, sft, step=1, signal_name="SIGINT", status=130)
 
 
 @pytest.mark.slow
@@ -190,17 +197,7 @@ def test_sigterm_in_rl_saves_at_the_step_boundary_and_resume_is_exact(hooks, bas
     """SIGTERM during RL's step 2 and again while its checkpoint is written; --resume ends as a run that was
     not interrupted (made here too)."""
     rl = ("rl.py", "--init", base, *SMOKE, "--steps", "3", "--save-every", "0", "--eval-every", "2")
-    r = run(hooks, *rl, "--out", str(tmp_path / "ref.pt"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = tmp_path / "r.pt"
-    r = run(hooks, *rl, "--out", str(out), fault={"at_step": 2, "signal": "SIGTERM", "during_save": "SIGTERM"})
-    assert r.returncode == 143 and clean_stop(r, "stopped by SIGTERM after step 2"), r.stderr[-2000:]
-    assert leftovers(tmp_path) == []
-    assert read_checkpoint(str(out))["meta"]["train_state"]["step"] == 2
-    r = run(hooks, *rl, "--out", str(out), "--resume")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert same_weights(weights(out), weights(tmp_path / "ref.pt"))
-    assert rows(tmp_path / "r.jsonl") == rows(tmp_path / "ref.jsonl")
+    stop_then_resume(hooks, tmp_path, rl, step=2, signal_name="SIGTERM", status=143)
 
 
 @pytest.mark.slow
