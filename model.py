@@ -183,7 +183,13 @@ def _flash_available(device_index):
             and "seqused_k" in schema and torch.cuda.get_device_capability(device_index) >= (8, 0))
 
 
-@torch.compiler.disable   # built once per shape outside any compiled graph, then reused
+def _outside_compiled_graphs(fn):
+    """torch.compiler.disable(fn) where models are compiled (CUDA); fn itself elsewhere, so that importing
+    this module on a CPU does not import torch._dynamo (~1 s for every script and test process)."""
+    return torch.compiler.disable(fn) if torch.cuda.is_available() else fn
+
+
+@_outside_compiled_graphs   # built once per shape outside any compiled graph, then reused
 @lru_cache(maxsize=32)
 def _flex_block_mask(T, window, n_sink, device):
     def mask_mod(b, h, q_idx, kv_idx):

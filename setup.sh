@@ -5,7 +5,10 @@
 #   source setup.sh test     # and the test-only pytest and transformers
 _mods="torch, tiktoken, numpy, sympy, tqdm"
 [ "${1:-}" = test ] && _mods="$_mods, pytest, transformers"
-_has() { "$1" -c "import $_mods" 2>/dev/null; }
+# found, not imported (importing torch takes seconds, and run.sh and test.sh source this every time)
+_has() {
+  "$1" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, '$_mods'.split(', '))))" 2>/dev/null
+}
 if [ -x .venv/bin/python ]; then
   PY=.venv/bin/python
 elif _has python3; then

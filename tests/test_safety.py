@@ -1,5 +1,5 @@
 """Nothing lost (issue 14), the guarantees that need real processes: a run folder knows the settings that
-made it (run.sh), one writer per output (a live pid holds the lock), no half-written save left behind, a
+made it (run.sh's: tests/test_run.py), one writer per output (a live pid holds the lock), no half-written save left behind, a
 stage's outputs complete together. Each refusal is one line on stderr, a non-zero exit, and nothing changed
 on disk. The table of one-line refusals (outputs that are inputs, values, unreadable inputs) is
 tests/test_errors.py, in-process and fast."""
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from data.tokenizer import load_tokenizer
-from checkpoint import read_checkpoint, save_checkpoint
+from checkpoint import save_checkpoint
 from conftest import run_main
 from model import GPT, GPTConfig
 
@@ -24,10 +24,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=ENV)
-
-
-def run_sh(*args):
-    return subprocess.run(["bash", "run.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def one_line_error(r):
@@ -92,47 +88,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-# 2 and 5 through run.sh: one smoke run, made with --force over a folder of another run
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, ckpt_file):
-    out = tmp_path_factory.mktemp("run") / "r"
-    out.mkdir()
-    (out / "run.json").write_text('{"preset": "smoke", "seed": "3"}\n')
-    shutil.copy(ckpt_file, out / "base.pt")                 # another run's checkpoint...
-    (out / "rl_sa_s9.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")   # ...and RL seed
-    r = run_sh("--preset", "smoke", "--out", str(out), "--force")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
-
-
-@pytest.mark.slow
-def test_run_sh_force_starts_over(run_dir):
-    assert not (run_dir / "rl_sa_s9.jsonl").exists()       # the old run's outputs are gone
-    assert read_checkpoint(str(run_dir / "base.pt"))["meta"]["stage"] == "pretrain"
-    record = json.loads((run_dir / "run.json").read_text())
-    assert record["preset"] == "smoke" and record["seed"] == "0" and record["window"] == "preset"
-    assert "rl_sa_s9" not in (run_dir / "rl_curves.svg").read_text()
-
-
-@pytest.mark.slow
-def test_run_sh_refuses_other_settings(run_dir):
-    before = snapshot(run_dir)
-    r = run_sh("--preset", "smoke", "--out", str(run_dir), "--window", "64", "--seed", "5")
-    assert one_line_error(r) and "other settings" in r.stderr, r.stderr[-2000:]
-    assert snapshot(run_dir) == before
-
-
-@pytest.mark.slow
-def test_run_sh_redoes_convert_when_its_report_is_missing(run_dir):
-    (run_dir / "convert.json").write_text("")              # killed after the checkpoint, before the report
-    r = run_sh("--preset", "smoke", "--out", str(run_dir))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "convert to SWA" in r.stdout
-    report = json.loads((run_dir / "convert.json").read_text())
-    assert report["out"].endswith("swa.pt")
-    assert not [f for f in os.listdir(run_dir) if ".tmp" in f or f.endswith(".lock")]
-
+# 2 and 5 through run.sh (one smoke run made with --force over a folder of another run): tests/test_run.py
 
 # 3. one writer per output
 
