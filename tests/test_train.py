@@ -68,6 +68,23 @@ def small_run(out, crash_at=None, resume=False):
     return model
 
 
+@pytest.mark.parametrize("part", [1, 4, 1000])
+def test_packed_rows_are_the_examples_end_to_end(part):
+    """Threaded packing, in parts of any size, against the loop written out: every example's ids (prompt,
+    solution, end token) one after another, cut into rows of seq_len with y one token ahead of x."""
+    enc = load_tokenizer()
+    problems = make_problems(9, seed=3)
+    stream = []
+    for r in problems:
+        stream += encode_example(enc, r["question"], r["solution"])[0]
+    x, y, m = pretrain.packed_rows(enc, problems, 50, part=part)
+    n = (len(stream) - 1) // 50
+    assert x.shape == (n, 50) and m.all()
+    for i in range(n):
+        assert x[i].tolist() == stream[i * 50:(i + 1) * 50]
+        assert y[i].tolist() == stream[i * 50 + 1:(i + 1) * 50 + 1]
+
+
 def test_resume_equals_the_uninterrupted_run(tmp_path):
     straight = small_run(str(tmp_path / "a.pt"))
     with pytest.raises(KeyboardInterrupt):
