@@ -1,5 +1,7 @@
-"""What the tests share: the repository on sys.path, and run_main, a script run in this process. Tests of over
-~5 s are marked `slow` (pytest.ini); `bash test.sh -m "not slow"` is the edit loop's subset."""
+"""What the tests share: the repository on sys.path; run_main, a script run in this process; snapshot (what
+"nothing changed on disk" compares), one_line_error, smoke_checkpoint. Tests of over ~5 s are marked `slow`
+(pytest.ini); `bash test.sh -m "not slow"` is the edit loop's subset."""
+import hashlib
 import importlib
 import io
 import os
@@ -14,6 +16,9 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 import common  # noqa: E402
+from checkpoint import save_checkpoint  # noqa: E402
+from data.tokenizer import load_tokenizer  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
 
 
 def run_main(script, args):
@@ -36,3 +41,35 @@ def run_main(script, args):
         common.release_outputs()     # as at the exit of a real process
         torch.set_num_threads(threads)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+def snapshot(folder):
+    """Every file and folder under `folder` with a hash of its bytes: 'nothing changed on disk'."""
+    out = {}
+    for d, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            p = os.path.join(d, name)
+            key = os.path.relpath(p, folder)
+            if os.path.islink(p):
+                out[key] = "-> " + os.readlink(p)
+            elif os.path.isdir(p):
+                out[key] = "dir"
+            else:
+                out[key] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def one_line_error(r):
+    """A user error as the scripts report it: a non-zero exit and one line on stderr, starting "error: "."""
+    lines = r.stderr.strip().splitlines()
+    return r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def smoke_checkpoint(path):
+    """A tiny hand-made checkpoint of the smoke preset (random weights, seed 0), saved at `path`."""
+    torch.manual_seed(0)
+    enc = load_tokenizer()
+    model = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024))
+    save_checkpoint(str(path), model, stage="sft", preset="smoke", tokenizer="data/tokenizer.tiktoken",
+                    data={"window": 128}, history=[{"stage": "sft"}])
+    return str(path)

@@ -2,7 +2,6 @@
 with nothing changed on disk. One table of (command, expected text), run in-process through each script's
 main() (a subprocess per case would take minutes: each imports torch), in a folder of tiny files.
 The slow guarantees (kills, resumes, run.sh, two real processes) are in test_safety.py."""
-import hashlib
 import json
 import os
 import pickle
@@ -14,7 +13,7 @@ import torch
 
 import sft
 from checkpoint import save_checkpoint
-from conftest import run_main
+from conftest import run_main, snapshot
 from data.tokenizer import load_tokenizer
 from model import GPT, GPTConfig
 
@@ -71,22 +70,6 @@ def folder(files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)              # relative paths: an output made by mistake lands here, in view
     yield tmp_path
     os.chmod(tmp_path / "ro", 0o755)
-
-
-def snapshot(folder):
-    """Every file and folder under `folder` with a hash of its bytes: 'nothing changed on disk'."""
-    out = {}
-    for d, dirs, names in os.walk(folder):
-        for name in dirs + names:
-            p = os.path.join(d, name)
-            key = os.path.relpath(p, folder)
-            if os.path.islink(p):
-                out[key] = "-> " + os.readlink(p)
-            elif os.path.isdir(p):
-                out[key] = "dir"
-            else:
-                out[key] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def call(script, args):

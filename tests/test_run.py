@@ -7,11 +7,9 @@ import os
 import subprocess
 
 import pytest
-import torch
 
-from checkpoint import read_checkpoint, save_checkpoint
-from data.tokenizer import load_tokenizer
-from model import GPT, GPTConfig
+from checkpoint import read_checkpoint
+from conftest import one_line_error, smoke_checkpoint, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -25,23 +23,13 @@ def run_sh(*args):
     return subprocess.run(["bash", "run.sh", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
 
 
-def snapshot(folder):
-    """Every file under `folder` with its bytes: 'nothing changed on disk' is this staying equal."""
-    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
-            for d, _, files in os.walk(folder) for f in files}
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One smoke run, made with --force over a folder holding another run's settings, checkpoint and RL seed."""
     out = tmp_path_factory.mktemp("run") / "r"
     out.mkdir()
     (out / "run.json").write_text('{"preset": "smoke", "seed": "3"}\n')
-    enc = load_tokenizer()
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024))
-    save_checkpoint(str(out / "base.pt"), model, stage="sft", preset="smoke", tokenizer="data/tokenizer.tiktoken",
-                    data={"window": 128}, history=[{"stage": "sft"}])
+    smoke_checkpoint(out / "base.pt")
     (out / "rl_sa_s9.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")
     r = run_sh("--preset", "smoke", "--out", str(out), "--force")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -74,9 +62,7 @@ def test_other_settings_are_refused_in_one_line(run):
     out, _ = run
     before = snapshot(out)
     r = run_sh("--preset", "smoke", "--out", str(out), "--window", "64", "--seed", "5")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
-    assert "other settings" in r.stderr
+    assert one_line_error(r) and "other settings" in r.stderr, r.stderr[-2000:]
     assert snapshot(out) == before
 
 

@@ -1,7 +1,7 @@
 """Nothing lost (issue 14), the guarantees that need real processes: a run folder knows the settings that
-made it (run.sh's: tests/test_run.py), one writer per output (a live pid holds the lock), no half-written save left behind, a
-stage's outputs complete together. Each refusal is one line on stderr, a non-zero exit, and nothing changed
-on disk. The table of one-line refusals (outputs that are inputs, values, unreadable inputs) is
+made it (run.sh's: tests/test_run.py), one writer per output (a live pid holds the lock), no half-written save
+left behind, a stage's outputs complete together. Each refusal is one line on stderr, a non-zero exit, and
+nothing changed on disk. The table of one-line refusals (outputs that are inputs, values, unreadable inputs) is
 tests/test_errors.py, in-process and fast."""
 import json
 import os
@@ -10,12 +10,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from data.tokenizer import load_tokenizer
-from checkpoint import save_checkpoint
-from conftest import run_main
-from model import GPT, GPTConfig
+from conftest import one_line_error, run_main, smoke_checkpoint, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -24,21 +20,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def run(*args, timeout=300):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=ENV)
-
-
-def one_line_error(r):
-    lines = r.stderr.strip().splitlines()
-    return r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
-
-
-def snapshot(folder):
-    """Every file under `folder` with its bytes: 'nothing changed on disk' is this staying equal."""
-    out = {}
-    for d, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(d, f)
-            out[os.path.relpath(p, folder)] = open(p, "rb").read() if not os.path.islink(p) else os.readlink(p)
-    return out
 
 
 def dead_pid():
@@ -50,13 +31,7 @@ def dead_pid():
 @pytest.fixture(scope="module")
 def ckpt_file(tmp_path_factory):
     """A tiny hand-made checkpoint of the smoke preset (random weights)."""
-    torch.manual_seed(0)
-    enc = load_tokenizer()
-    model = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024))
-    path = str(tmp_path_factory.mktemp("ckpt") / "a.pt")
-    save_checkpoint(path, model, stage="sft", preset="smoke", tokenizer="data/tokenizer.tiktoken",
-                    data={"window": 128}, history=[{"stage": "sft"}])
-    return path
+    return smoke_checkpoint(tmp_path_factory.mktemp("ckpt") / "a.pt")
 
 
 @pytest.fixture
