@@ -323,12 +323,15 @@ def main():
     corpus = dict(knobs)
     if args.corpus_wf_frac is not None:
         corpus["window_friendly_frac"] = args.corpus_wf_frac
-    rows = packed_rows(enc, generate_problems(args.n_train, "train", args.seed, corpus), cfg.max_seq_len)
+    problems = generate_problems(args.n_train, "train", args.seed, corpus)
+    t1 = time.time()
+    rows = packed_rows(enc, problems, cfg.max_seq_len)
     val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, corpus), cfg.max_seq_len)
     val_batches = [tuple(t[i:i + args.batch_size] for t in val)
                    for i in range(0, val[0].shape[0], args.batch_size)]
-    print(f"data: {rows[0].shape[0]} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s); "
-          f"one epoch = {rows[0].shape[0] / args.batch_size:.0f} steps")
+    n = rows[0].shape[0]
+    print(f"data: {n} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s: problems {t1 - t0:.1f}s, "
+          f"tokens {time.time() - t1:.1f}s); one epoch = {n / args.batch_size:.0f} steps")
     model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
     meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
