@@ -1,9 +1,11 @@
 """The first half of the finding, on CI's 2 cores: a short run of the `cpu` preset (pretraining cut to a
 half of its tokens: 900 steps of 32 rows, then SFT of the SA base and of its SWA conversion, as run.sh
-does them; ~4 minutes) and the models' teacher-forced predictions of the numbers a trace copies from
+does them; ~5 minutes on 2 cores) and the models' teacher-forced predictions of the numbers a trace copies from
 earlier in it. Measured here (2 cores): far operands SA 94%, SWA 45%; wf copies 95% and 95%. The look-up
 skill arrives abruptly (near step 660 of 32 rows): a quarter of the tokens (600 x 16) sat at its edge, where
-one run's SA model got 72% of far operands and another's 54% (failing); 900 x 32 is well past it.
+one run's SA model got 72% of far operands and another's 54% (failing); 900 x 32 is well past it. The skill
+needs rows, not steps: at 900 x 16, pretraining seeds 0 and 1 passed (SA 89% and 95% of far operands) but seed 2
+failed (49%; 57% at 1200 x 16, 12 points above SWA), and 900 x 32 gave seed 2 95%.
 
   - In "sa" traces, the operands that lie more than W tokens back: the SA model predicts them well,
     the SWA model cannot see them (the gap SFT leaves, and why).
