@@ -177,9 +177,27 @@ def resume(args, meta, model, opt):
     settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
     there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
     A checkpoint made with other settings is never continued nor taken as done."""
+    ckpt = check_resume(args, meta, model)
+    if ckpt is None:
+        return 0
+    state = ckpt["meta"]["train_state"]
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        fail(f"--resume: {args.out} does not fit this run ({str(e).splitlines()[0]})")
+    set_rng_state(state["rng"])
+    print(f"resuming {args.out} at step {state['step']}")
+    return state["step"]
+
+
+def check_resume(args, meta, model):
+    """resume's checks, which need no data: None when there is nothing to continue (no --resume, or no file
+    at --out), else the checkpoint of an unfinished run made with these settings; a finished run exits 0
+    ("nothing to do"), one made with other settings is one line. pretrain.py calls it before its corpus."""
     stage = meta["stage"]
     if not (args.resume and os.path.exists(args.out)):
-        return 0
+        return None
     try:
         ckpt = read_checkpoint(args.out)
     except (OSError, ValueError) as e:
@@ -202,14 +220,7 @@ def resume(args, meta, model, opt):
     if state is None:
         print(f"{args.out} is a finished {stage} run; nothing to do")
         sys.exit(0)
-    try:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        fail(f"--resume: {args.out} does not fit this run ({str(e).splitlines()[0]})")
-    set_rng_state(state["rng"])
-    print(f"resuming {args.out} at step {state['step']}")
-    return state["step"]
+    return ckpt
 
 
 def start_metrics(path, resumed_at):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import dist
-from checkpoint import resume, rng_state, save_checkpoint, start_metrics
+from checkpoint import check_resume, resume, rng_state, save_checkpoint, start_metrics
 from common import (COUNT, FRACTION, NONNEG, POSITIVE, POSITIVE_INT, PRESETS, ArgumentParser, add_preset_arg,
                     apply_preset, claim_outputs, fail, pick_device, print_settings)
 from data.mathgen import DEFAULT_KNOBS, check_knobs, make_problems
@@ -318,11 +318,17 @@ def main():
             knobs[k] = getattr(args, k)
     check_knobs(knobs, "--data-knobs")
     print_settings("pretrain", args, model=sizes, data=knobs)
-    t0 = time.time()
     # the base learns both styles from its corpus; the share SFT teaches is the data record's (knobs)
     corpus = dict(knobs)
     if args.corpus_wf_frac is not None:
         corpus["window_friendly_frac"] = args.corpus_wf_frac
+    model = GPT(cfg)
+    meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
+            "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps,
+                         "corpus_wf_frac": corpus["window_friendly_frac"]}]}
+    check_resume(args, meta, model)   # a finished run, or one of other settings, says so before the corpus
+
+    t0 = time.time()
     problems = generate_problems(args.n_train, "train", args.seed, corpus)
     t1 = time.time()
     rows = packed_rows(enc, problems, cfg.max_seq_len)
@@ -332,11 +338,7 @@ def main():
     n = rows[0].shape[0]
     print(f"data: {n} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s: problems {t1 - t0:.1f}s, "
           f"tokens {time.time() - t1:.1f}s); one epoch = {n / args.batch_size:.0f} steps")
-    model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
-    meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
-            "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps,
-                         "corpus_wf_frac": corpus["window_friendly_frac"]}]}
     t0 = time.time()
     last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
     print(json.dumps({**last, "wall_s": round(time.time() - t0, 1), "out": args.out}))

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+import pretrain
 from conftest import one_line_error, run_main, smoke_checkpoint, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,12 +48,17 @@ def folder(ckpt_file, tmp_path):
 
 # 2. a checkpoint made with other settings is never continued nor taken as done (stage level)
 
-def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path):
-    """pretrain.py's main() in this process: its exit code, what it prints and the files are what is checked."""
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path, monkeypatch):
+    """pretrain.py's main() in this process: its exit code, what it prints and the files are what is checked;
+    the refusals and "nothing to do" come before the corpus is made (on the default preset, ~30 s)."""
     out = str(tmp_path / "base.pt")
     common = ("--preset", "smoke", "--device", "cpu", "--out", out)
     assert run_main("pretrain", common).returncode == 0
     before = snapshot(tmp_path)
+
+    def no_corpus(*args):
+        raise AssertionError("the corpus was made")
+    monkeypatch.setattr(pretrain, "generate_problems", no_corpus)
     r = run_main("pretrain", [*common, "--window", "64", "--resume"])   # the finished W=128 run is not a W=64 one
     assert one_line_error(r) and "data.window" in r.stderr, r.stderr[-2000:]
     r = run_main("pretrain", [*common, "--seed", "5", "--resume"])
