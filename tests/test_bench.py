@@ -8,7 +8,6 @@ import torch
 
 import bench
 import engine
-import model as M
 from data.mathgen import make_problems
 from data.tokenizer import encode_prompt, load_tokenizer
 from engine import generate
