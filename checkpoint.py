@@ -177,7 +177,7 @@ def resume(args, meta, model, opt):
     settings (model config and `meta`'s SETTINGS) restores its weights, optimizer and random streams
     there; with no file at --out it starts fresh (step 0); with a finished one it says so and exits 0.
     A checkpoint made with other settings is never continued nor taken as done."""
-    ckpt = check_resume(args, meta, model)
+    ckpt = check_resume(args, meta, model.config)
     if ckpt is None:
         return 0
     state = ckpt["meta"]["train_state"]
@@ -191,10 +191,11 @@ def resume(args, meta, model, opt):
     return state["step"]
 
 
-def check_resume(args, meta, model):
-    """resume's checks, which need no data: None when there is nothing to continue (no --resume, or no file
-    at --out), else the checkpoint of an unfinished run made with these settings; a finished run exits 0
-    ("nothing to do"), one made with other settings is one line. pretrain.py calls it before its corpus."""
+def check_resume(args, meta, config):
+    """resume's checks, which need neither the data nor the model (only its GPTConfig): None when there is
+    nothing to continue (no --resume, or no file at --out), else the checkpoint of an unfinished run made with
+    these settings; a finished run exits 0 ("nothing to do"), one made with other settings is one line.
+    pretrain.py calls it before making its corpus."""
     stage = meta["stage"]
     if not (args.resume and os.path.exists(args.out)):
         return None
@@ -204,11 +205,11 @@ def check_resume(args, meta, model):
         fail(f"--resume: {e}")
     if not isinstance(ckpt.get("meta"), dict) or ckpt["meta"].get("stage") != stage:
         fail(f"--resume: {args.out} is a {(ckpt.get('meta') or {}).get('stage')!r} checkpoint, not a {stage} run")
-    config = model.config.saved()
+    ours = config.saved()
     saved = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
-    made = {"config": {k: v for k, v in saved.items() if k in config},   # keys older versions saved: not settings
+    made = {"config": {k: v for k, v in saved.items() if k in ours},   # keys older versions saved: not settings
             **{k: ckpt["meta"].get(k) for k in SETTINGS}}
-    now = {"config": config, **{k: meta.get(k) for k in SETTINGS}}
+    now = {"config": ours, **{k: meta.get(k) for k in SETTINGS}}
     diff = settings_diff(made, now)
     if diff:
         fail(f"--resume: {args.out} was made with other settings ({diff}); use another --out, or drop --resume "

@@ -322,11 +322,10 @@ def main():
     corpus = dict(knobs)
     if args.corpus_wf_frac is not None:
         corpus["window_friendly_frac"] = args.corpus_wf_frac
-    model = GPT(cfg)
     meta = {"stage": "pretrain", "preset": args.preset, "tokenizer": "data/tokenizer.tiktoken", "data": knobs,
             "history": [{"stage": "pretrain", "n_train": args.n_train, "seed": args.seed, "steps": args.steps,
                          "corpus_wf_frac": corpus["window_friendly_frac"]}]}
-    check_resume(args, meta, model)   # a finished run, or one of other settings, says so before the corpus
+    check_resume(args, meta, cfg)   # a finished run, or one of other settings, says so before the corpus
 
     t0 = time.time()
     problems = generate_problems(args.n_train, "train", args.seed, corpus)
@@ -338,6 +337,7 @@ def main():
     n = rows[0].shape[0]
     print(f"data: {n} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s: problems {t1 - t0:.1f}s, "
           f"tokens {time.time() - t1:.1f}s); one epoch = {n / args.batch_size:.0f} steps")
+    model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
     t0 = time.time()
     last = train(model, lambda s: batch_at(rows, s, args.batch_size, args.seed), val_batches, args, meta)
