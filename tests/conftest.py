@@ -65,11 +65,13 @@ def one_line_error(r):
     return r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ")
 
 
-def smoke_checkpoint(path):
-    """A tiny hand-made checkpoint of the smoke preset (random weights, seed 0), saved at `path`."""
+def smoke_checkpoint(path, vocab=None, max_seq_len=1024, tokenizer="data/tokenizer.tiktoken", stage="sft",
+                     **unfinished):
+    """A tiny hand-made checkpoint of the smoke preset (random weights, seed 0) saved at `path`, with the given
+    flaws (another vocabulary, context or tokenizer; `unfinished`: a step and train_state)."""
     torch.manual_seed(0)
-    enc = load_tokenizer()
-    model = GPT(GPTConfig(vocab_size=enc.n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=1024))
-    save_checkpoint(str(path), model, stage="sft", preset="smoke", tokenizer="data/tokenizer.tiktoken",
-                    data={"window": 128}, history=[{"stage": "sft"}])
+    cfg = GPTConfig(vocab_size=vocab or load_tokenizer().n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32,
+                    max_seq_len=max_seq_len)
+    save_checkpoint(str(path), GPT(cfg), stage=stage, preset="smoke", tokenizer=tokenizer, data={"window": 128},
+                    history=[{"stage": stage}], **unfinished)
     return str(path)

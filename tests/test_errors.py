@@ -12,33 +12,22 @@ import pytest
 import torch
 
 import sft
-from checkpoint import save_checkpoint
-from conftest import run_main, snapshot
+from conftest import run_main, smoke_checkpoint, snapshot
 from data.tokenizer import load_tokenizer
-from model import GPT, GPTConfig
 
 ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0   # chmod does not stop root: no read-only case then
-
-
-def checkpoint(path, vocab=None, max_seq_len=1024, tokenizer="data/tokenizer.tiktoken", stage="sft", **unfinished):
-    """A smoke-preset checkpoint with random weights and the given flaws."""
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=vocab or load_tokenizer().n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32,
-                    max_seq_len=max_seq_len)
-    save_checkpoint(str(path), GPT(cfg), stage=stage, preset="smoke", tokenizer=tokenizer, data={"window": 128},
-                    history=[{"stage": stage}], **unfinished)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Every input a case needs, made once; each case runs in a copy of it (`folder`)."""
     d = tmp_path_factory.mktemp("inputs")
-    checkpoint(d / "a.pt")
-    checkpoint(d / "half.pt", step=3, train_state={"step": 3})               # a run stopped mid-way
-    checkpoint(d / "short.pt", max_seq_len=32)                              # too short for the task
-    checkpoint(d / "notok.pt", tokenizer=str(d / "gone.tiktoken"))          # its tokenizer is missing
-    checkpoint(d / "badtok.pt", tokenizer=str(d / "a.pt"))                  # its tokenizer is no tokenizer
-    checkpoint(d / "bigvocab.pt", vocab=load_tokenizer().n_vocab + 10)       # ids the tokenizer cannot decode
+    smoke_checkpoint(d / "a.pt")
+    smoke_checkpoint(d / "half.pt", step=3, train_state={"step": 3})        # a run stopped mid-way
+    smoke_checkpoint(d / "short.pt", max_seq_len=32)                        # too short for the task
+    smoke_checkpoint(d / "notok.pt", tokenizer=str(d / "gone.tiktoken"))    # its tokenizer is missing
+    smoke_checkpoint(d / "badtok.pt", tokenizer=str(d / "a.pt"))            # its tokenizer is no tokenizer
+    smoke_checkpoint(d / "bigvocab.pt", vocab=load_tokenizer().n_vocab + 10)  # ids the tokenizer cannot decode
     (d / "junk.pt").write_bytes(b"PK\x03\x04 not a whole checkpoint")
     (d / "m.jsonl").write_text(json.dumps({"step": 1, "reward": 0.5}) + "\n")
     (d / "s.jsonl").write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")

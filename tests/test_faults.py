@@ -25,10 +25,8 @@ import torch
 
 import checkpoint
 import distill
-from checkpoint import read_checkpoint, save_checkpoint
-from conftest import run_main
-from data.tokenizer import load_tokenizer
-from model import GPT, GPTConfig
+from checkpoint import read_checkpoint
+from conftest import run_main, smoke_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # not the run's result: its timings, and the path it wrote
@@ -138,13 +136,8 @@ def reference(hooks, tmp_path_factory):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A finished smoke-preset pretraining checkpoint with random weights: SFT's and RL's --init."""
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=load_tokenizer().n_vocab, n_layer=1, n_head=2, n_kv_head=1, n_embd=32,
-                    max_seq_len=640)   # room for the longest example; shorter greedy decoding
-    path = str(tmp_path_factory.mktemp("base") / "base.pt")
-    save_checkpoint(path, GPT(cfg), stage="pretrain", preset="smoke", tokenizer="data/tokenizer.tiktoken",
-                    data={"window": 128}, history=[{"stage": "pretrain"}])
-    return path
+    # max_seq_len: room for the longest example; shorter greedy decoding
+    return smoke_checkpoint(tmp_path_factory.mktemp("base") / "base.pt", max_seq_len=640, stage="pretrain")
 
 
 # ----------------------------------------------------------------------------------------------
