@@ -23,12 +23,10 @@ for s in $SEEDS; do
   timeout -k 30 "$left" bash run.sh --seed "$s" --out "$run" $ARGS >> "$run/run.log" 2>&1
   echo "draws.sh: seed $s rc=$?"
   tr '\r' '\n' < "$run/run.log" | grep -v '%|' | grep -E '^(===|step|run.sh|error|weak|.*accuracy)' | tail -8
-  # what run.sh wrote, less checkpoints, lock and temporary files, eval's per-problem dumps, per-model plots
-  for f in "$run"/*; do
-    case "$f" in
-      *.pt|*.lock|*.tmp*|*/base.json|*/final.json|*/rl_*_s*.svg) ;;
-      *) cp -r "$f" "$DEST/seed$s/" ;;
-    esac
+  # what the table and the claims read: the results, the logs and every stage's metrics (no checkpoints;
+  # results.md holds the base report, plot.py redraws rl_curves.svg from the rl_*.jsonl)
+  for f in "$run"/{results.json,results.md,convert.json,run.log} "$run"/*.jsonl; do
+    [ -f "$f" ] && cp "$f" "$DEST/seed$s/"
   done
 done
 python results/finding/table.py "$DEST" || true
