@@ -37,6 +37,7 @@ from data.tokenizer import encode_prompt
 from engine import generate, kv_cache_bytes
 from grader import (GRADE_TIMEOUT, answer_key, extract_answer, grade, is_equiv,  # noqa: F401 (re-exported)
                     normalize_answer, to_number)
+from report import markdown_table, pct
 
 
 def judge(enc, completion, gold, timeout=None):
@@ -202,34 +203,6 @@ def evaluate(model, enc, problems, k=8, temperature=1.0, max_new_tokens=None, ba
 
 
 # -----------------------------------------------------------------------------
-# results table
-
-def _pct(x):
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def _fmt(x, spec):
-    return "-" if x is None else format(x, spec)
-
-
-def markdown_table(rows):
-    """One markdown row per evaluated checkpoint."""
-    k = max((r["k"] for r in rows), default=0)
-    cols = ["model", "attention", "n", "greedy", f"pass@1 (k={k})", f"pass@{k}", f"maj@{k}", "extracted",
-            "len mean", "len p90", "trunc", "dep mean", "dep p90", "dep >W", "wf", "tok/s", "KV bytes/seq"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for r in rows:
-        cells = [r["label"], r["attention"], str(r["n"]), _pct(r["greedy_acc"]), _pct(r["pass1_sampled"]),
-                 _pct(r["pass_at_k"]), _pct(r["maj_at_k"]), _pct(r["extracted"]), f"{r['len_mean']:.0f}",
-                 f"{r['len_p90']:.0f}", _pct(r["trunc_rate"]), _fmt(r["dep_mean"], ".1f"),
-                 _fmt(r["dep_p90"], ".0f"),
-                 f"{_pct(r['dep_far'])} (W={r['dep_window']})", _pct(r["wf_frac"]), f"{r['tok_per_s']:.0f}",
-                 f"{r['kv_bytes_per_seq']:,}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# -----------------------------------------------------------------------------
 # CLI
 
 def grader_speed(path):
@@ -334,7 +307,7 @@ def main(argv=None):
         model.to("cpu")
         traces += [{"label": label, **t} for t in res.pop("traces", [])]
         rows.append({"label": label, "ckpt": path, "stage": meta.get("stage"), **res})
-        print(f"{label}: greedy {_pct(res['greedy_acc'])}, pass@k {_pct(res['pass_at_k'])}, "
+        print(f"{label}: greedy {pct(res['greedy_acc'])}, pass@k {pct(res['pass_at_k'])}, "
               f"{res['tok_per_s']:.0f} tok/s", file=sys.stderr)
 
     table = markdown_table(rows)

@@ -7,13 +7,13 @@
 A draw is weak when its base is: the recipe cannot do better than the base's skill at either style. On the
 earlier draws the converted model's sampled accuracy on window-friendly traces, measured before any SFT,
 predicted SWA + RL within about 10 points (docs/log.md), so the report names that number.
-Depends on: common (one-line errors, atomic writes), eval (the table's format)."""
+It also holds the results table's format (markdown_table), which eval.py prints.
+Depends on: common (one-line errors, atomic writes); not on torch, so it starts in a moment."""
 import json
 import os
 import sys
 
 from common import ArgumentParser, fail, write_atomic
-from eval import markdown_table
 
 STRONG = 0.75   # the converted model's window-friendly samples must be right this often for a strong draw
 SOLVER = 0.90   # ... and the base's greedy traces this often
@@ -21,6 +21,26 @@ SOLVER = 0.90   # ... and the base's greedy traces this often
 
 def pct(x):
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def markdown_table(rows):
+    """One markdown row per evaluated checkpoint (eval.py's rows)."""
+    k = max((r["k"] for r in rows), default=0)
+    cols = ["model", "attention", "n", "greedy", f"pass@1 (k={k})", f"pass@{k}", f"maj@{k}", "extracted",
+            "len mean", "len p90", "trunc", "dep mean", "dep p90", "dep >W", "wf", "tok/s", "KV bytes/seq"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        cells = [r["label"], r["attention"], str(r["n"]), pct(r["greedy_acc"]), pct(r["pass1_sampled"]),
+                 pct(r["pass_at_k"]), pct(r["maj_at_k"]), pct(r["extracted"]), f"{r['len_mean']:.0f}",
+                 f"{r['len_p90']:.0f}", pct(r["trunc_rate"]), fmt(r["dep_mean"], ".1f"), fmt(r["dep_p90"], ".0f"),
+                 f"{pct(r['dep_far'])} (W={r['dep_window']})", pct(r["wf_frac"]), f"{r['tok_per_s']:.0f}",
+                 f"{r['kv_bytes_per_seq']:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def read_eval(path):

@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from eval import _pct as pct   # noqa: E402  the results table's own percent format
+from report import pct   # noqa: E402  the results table's own percent format
 
 NAMES = {"sink4": "4 sink tokens", "wf0": "wf share of the SFT data 0", "wf005": "wf share of the SFT data 0.05"}
 
@@ -43,4 +43,6 @@ def main(out):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python results/ablate_table.py FOLDER (what results/ablate.sh wrote)")
     main(sys.argv[1])

@@ -26,7 +26,7 @@ from eval import evaluate
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.slow   # each test starts 2 processes (~4-5 s)
+pytestmark = pytest.mark.slow   # 2 processes start for the equivalence tests, 2 for each rank-failure test
 
 
 def free_port():
@@ -91,20 +91,20 @@ def train_step(folder):
         torch.optim.AdamW = adamw
 
 
-def test_one_training_step_on_two_ranks_equals_one_process(tmp_path):
+def test_one_training_step_on_two_ranks_equals_one_process(two_rank_runs, tmp_path):
     """2 processes x 2 rows give the weights, the logged loss and the held-out loss of 1 process x 4 rows."""
-    two_ranks(train_step, str(tmp_path / "two"))
     train_step(str(tmp_path / "one"))
+    folders = {"one": str(tmp_path / "one"), "two": os.path.join(two_rank_runs, "train")}
     for stage in ("pretrain", "sft"):
-        one, two = (read_checkpoint(str(tmp_path / n / f"{stage}.pt"))["model"] for n in ("one", "two"))
+        one, two = (read_checkpoint(os.path.join(folders[n], f"{stage}.pt"))["model"] for n in ("one", "two"))
         start = tiny_model().state_dict()
         for k in one:
             assert torch.allclose(one[k], two[k], atol=1e-6, rtol=0), (stage, k)
             assert not torch.equal(one[k], start[k]) or k.startswith("rope"), (stage, k)   # a step was taken
-        rows = [json.loads(open(str(tmp_path / n / f"{stage}.jsonl")).readline()) for n in ("one", "two")]
+        rows = [json.loads(open(os.path.join(folders[n], f"{stage}.jsonl")).readline()) for n in ("one", "two")]
         assert rows[0]["loss"] == pytest.approx(rows[1]["loss"], abs=2e-5)
         assert rows[0]["val_loss"] == pytest.approx(rows[1]["val_loss"], abs=2e-5)
-    assert not os.path.exists(str(tmp_path / "two" / "pretrain.pt.lock"))
+    assert not os.path.exists(os.path.join(folders["two"], "pretrain.pt.lock"))
 
 # ----------------------------------------------------------------------------- one GRPO update
 
@@ -150,13 +150,11 @@ def completion_logprobs(model, prompt, completion):
 
 
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
-def test_one_grpo_update_on_two_ranks_equals_the_update_by_hand(tiny_ckpt, tmp_path, loss_type):
+def test_one_grpo_update_on_two_ranks_equals_the_update_by_hand(tiny_ckpt, two_rank_runs, loss_type):
     """Each rank gets whole groups (2 of the 4), and the update is -lr x the gradient of the GRPO loss of
     the whole batch written out by hand: the token mean over all 8 completions (dapo), or the mean of the
     sequences' token means (grpo); the logged reward is the whole batch's."""
-    folder = os.path.join(os.path.dirname(tiny_ckpt), f"two_{loss_type}")
-    os.makedirs(folder, exist_ok=True)
-    two_ranks(grpo_update, folder, loss_type)
+    folder = os.path.join(two_rank_runs, f"grpo_{loss_type}")
     seen = [torch.load(os.path.join(folder, f"seen{r}.pt")) for r in (0, 1)]
     assert [len(s) for s in seen] == [4, 4]
     for s in seen:   # whole groups: G = 2 copies of a prompt, side by side
@@ -186,16 +184,33 @@ def sharded_eval(folder, ckpt):
     torch.save(res, os.path.join(folder, f"eval{dist.rank()}.pt"))
 
 
-def test_sharded_evaluation_gives_the_one_process_table(tiny_ckpt, tmp_path):
+@pytest.fixture(scope="module")
+def two_rank_runs(tiny_ckpt):
+    """The two-process halves of the equivalence tests (a training step, both GRPO updates, the sharded
+    evaluation) in one pair of processes, each pair costing ~3 s to start; each job writes to its own folder."""
+    root = os.path.dirname(tiny_ckpt)
+    for sub in ("train", "grpo_dapo", "grpo_grpo", "eval"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    two_ranks(two_rank_jobs, root, tiny_ckpt)
+    return root
+
+
+def two_rank_jobs(root, ckpt):
+    train_step(os.path.join(root, "train"))
+    for loss_type in ("dapo", "grpo"):
+        grpo_update(os.path.join(root, f"grpo_{loss_type}"), loss_type)
+    sharded_eval(os.path.join(root, "eval"), ckpt)
+
+
+def test_sharded_evaluation_gives_the_one_process_table(tiny_ckpt, two_rank_runs):
     """7 problems in batches of 4 (greedy: 2 batches; k = 3 samples: 6 batches) dealt to 2 ranks: every
     number and every trace as on one process, on both ranks (timing aside)."""
-    two_ranks(sharded_eval, str(tmp_path), tiny_ckpt)
     model = load_checkpoint(tiny_ckpt)[0]
     one = evaluate(model, load_tokenizer(), make_problems(7, split="test", seed=3), k=3, batch_size=4,
                    max_new_tokens=24, progress=False, traces=True)
     assert len({t["text"] for t in one["traces"]}) > 1   # the traces differ: a dealt batch out of place shows
     for r in (0, 1):
-        two = torch.load(str(tmp_path / f"eval{r}.pt"))
+        two = torch.load(os.path.join(two_rank_runs, "eval", f"eval{r}.pt"))
         assert {k: v for k, v in two.items() if k != "tok_per_s"} == {k: v for k, v in one.items()
                                                                       if k != "tok_per_s"}
 

@@ -10,7 +10,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from eval import _pct as pct   # noqa: E402  the results table's own percent format
+from report import pct   # noqa: E402  the results table's own percent format
 
 DRAWS = [   # (draw, GPU, folder under results/wf50/)
     ("s0", "H100", "h100/s0"), ("s1", "H100", "h100/s1"), ("s0, again", "H200", "draws/h200/s0"),

@@ -9,7 +9,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from eval import _pct as pct   # noqa: E402  the results table's own percent format
+from report import pct   # noqa: E402  the results table's own percent format
 
 
 def rows(d):
