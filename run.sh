@@ -12,7 +12,8 @@
 # when CUDA is available, cpu otherwise; the row's expected time is printed first. --window and
 # --wf-frac go to pretraining and flow from there through every checkpoint's data record (convert,
 # SFT, RL and eval read them there); --corpus-wf-frac is the pretraining corpus's share alone. Each
-# stage skips work whose finished output exists (training stages resume a partial one), unless --force.
+# stage skips work whose finished output exists (training stages resume a partial one; the evaluation is
+# redone when a model is newer than its table), unless --force.
 # A SIGTERM or Ctrl-C is passed on to the running stage (a training stage saves at its next step
 # boundary) and stops the recipe; running it again continues where it stopped.
 set -euo pipefail
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --out) out=$(value "$@"); shift 2 ;;
     --force) force=1; shift ;;
     --gpus) gpus=$(value "$@"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see bash run.sh --help)" >&2; exit 1 ;;
   esac
 done
@@ -135,8 +136,13 @@ for s in $rl_seeds; do
   done
 done
 
-say "evaluate"
-dpy eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/final.json" > /dev/null
+# evaluation: again only when a model it evaluates is newer than its table (or there is none)
+fresh=1
+for c in "${ckpts[@]}"; do [ "$out/final.json" -nt "$c" ] || fresh=0; done
+if [ $force = 1 ] || [ $fresh = 0 ]; then
+  say "evaluate"
+  dpy eval.py --ckpt "${ckpts[@]}" "${labels[@]}" --seed "$seed" --json "$out/final.json" > /dev/null
+fi
 "$PY" report.py results "$out"   # results.json and results.md: the base report, then every model
 "$PY" plot.py "$out/rl_curves.svg" "$out"/rl_*.jsonl
 echo; echo "run.sh --preset $preset finished in $(( $(date +%s) - start )) s; results in $out/results.md"

@@ -1,7 +1,8 @@
 """run.sh end to end on the smoke preset, one run shared by the tests below (each run.sh is ~35 s on 2 cores):
 every stage runs and the results table has every row; --force starts over in a folder of another run; other
 settings are refused; a second run redoes only what is missing (here convert's report, as after a kill
-between the checkpoint and the report) and finds every trained stage done."""
+between the checkpoint and the report) and finds every trained stage done; a model newer than the evaluation
+(an RL run redone) has the evaluation made again (it is skipped when every model is older)."""
 import json
 import os
 import subprocess
@@ -71,11 +72,14 @@ def test_a_second_run_redoes_only_what_is_missing(run):
     (out / "convert.json").write_text("")              # killed after the checkpoint, before the report
     trained = {f: (out / f).read_bytes() for f in ("base.pt", "sft_sa.pt", "sft_swa.pt", "rl_sa_s0.pt",
                                                     "rl_swa_s0.pt")}
+    later = os.path.getmtime(out / "final.json") + 10   # an RL model newer than the evaluation (redone since)
+    os.utime(out / "rl_swa_s0.pt", (later, later))
     r = run_sh("--preset", "smoke", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "convert to SWA" in r.stdout
     assert json.loads((out / "convert.json").read_text())["out"].endswith("swa.pt")
     assert r.stdout.count("nothing to do") == len(trained)   # pretraining, both SFTs, both RLs
+    assert "=== evaluate" in r.stdout and os.path.getmtime(out / "final.json") > later - 10
     assert {f: (out / f).read_bytes() for f in trained} == trained
     assert not [f for f in os.listdir(out) if ".tmp" in f or f.endswith(".lock")]
     assert [r["label"] for r in json.load(open(out / "results.json"))["results"]] == LABELS
