@@ -22,7 +22,7 @@ import time
 import torch
 
 import dist
-from checkpoint import check_room, data_knobs, load, next_meta
+from checkpoint import check_resume, check_room, data_knobs, load, next_meta
 from common import (FRACTION, POSITIVE_INT, ArgumentParser, add_preset_arg, apply_preset, fail, print_settings,
                     read_jsonl)
 from data.gsm8k import load_gsm8k
@@ -92,9 +92,12 @@ def main():
     knobs = data_knobs(init_meta)
     if args.window_friendly_frac is not None:
         knobs["window_friendly_frac"] = args.window_friendly_frac
-    if args.data:
-        problems = read_solutions(args.data)
-    else:
+    problems = read_solutions(args.data) if args.data else None
+    meta = next_meta({**init_meta, "preset": args.preset, "data": knobs}, "sft", init=args.init,
+                     data_file=args.data, n_train=len(problems) if args.data else args.n_train,
+                     seed=args.seed + DATA_SEED_OFFSET, steps=args.steps, lr=args.lr)
+    check_resume(args, meta, model.config)   # a finished run, or one of other settings, says so before the data
+    if not args.data:
         problems = generate_problems(args.n_train, "train", args.seed + DATA_SEED_OFFSET, knobs)
     val_problems = generate_problems(args.n_val, "val", args.seed, knobs)
     check_room(args.init, model.config.max_seq_len, enc, val_problems)   # the greedy check generates
@@ -107,9 +110,6 @@ def main():
                    for i in range(0, val[0].shape[0], args.batch_size)]
     print(f"data: {rows[0].shape[0]} examples padded to {rows[0].shape[1]} tokens "
           f"({rows[2].float().mean():.0%} of positions in the loss); model: {model.config.describe()}")
-    meta = next_meta({**init_meta, "preset": args.preset, "data": knobs}, "sft", init=args.init,
-                     data_file=args.data, n_train=len(problems), seed=args.seed + DATA_SEED_OFFSET,
-                     steps=args.steps, lr=args.lr)
     t0 = time.time()
 
     def final(last):   # the closing row: written before the checkpoint is marked finished

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import pretrain
+import sft
 from conftest import one_line_error, run_main, smoke_checkpoint, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +67,25 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path, monkeypa
     assert snapshot(tmp_path) == before
     r = run_main("pretrain", [*common, "--resume"])                     # the same settings: done, nothing to do
     assert r.returncode == 0 and "nothing to do" in r.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_sft_says_nothing_to_do_or_refuses_before_its_data(tmp_path, monkeypatch):
+    """As pretraining: a finished SFT run with --resume is done, one of another seed is refused, and neither
+    makes the SFT data first (what a rerun of run.sh after a cut asks of every finished stage)."""
+    init, out = str(tmp_path / "base.pt"), str(tmp_path / "sft.pt")
+    smoke_checkpoint(init, stage="pretrain")
+    common = ("--init", init, "--preset", "smoke", "--device", "cpu", "--out", out)
+    assert run_main("sft", common).returncode == 0
+    before = snapshot(tmp_path)
+
+    def no_data(*args):
+        raise AssertionError("the SFT data was made")
+    monkeypatch.setattr(sft, "generate_problems", no_data)
+    r = run_main("sft", [*common, "--seed", "5", "--resume"])
+    assert one_line_error(r) and "seed" in r.stderr, r.stderr[-2000:]
+    r = run_main("sft", [*common, "--resume"])
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr[-2000:]
     assert snapshot(tmp_path) == before
 
 
