@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import Pool
 
 import numpy as np
@@ -97,13 +96,22 @@ def _make_chunk(a):
     return make_problems(*a[:2], seed=a[2], **a[3])
 
 
-def generate_problems(n, split, seed, knobs=None, chunk=2000):
-    """n problems, made in parallel chunks (each chunk its own seed stream: deterministic, disjoint)."""
-    jobs = [(min(chunk, n - i), split, seed * 1_000_003 + i // chunk, knobs or {}) for i in range(0, n, chunk)]
+def _chunks(n, split, seed, knobs, chunk):
+    """n problems as jobs of `chunk` each, each its own seed stream: deterministic, disjoint."""
+    return [(min(chunk, n - i), split, seed * 1_000_003 + i // chunk, knobs or {}) for i in range(0, n, chunk)]
+
+
+def _in_workers(fn, jobs):
+    """fn over jobs, in order: in worker processes when there are several jobs."""
     if len(jobs) == 1:
-        return _make_chunk(jobs[0])
+        return [fn(jobs[0])]
     with Pool(min(len(jobs), os.cpu_count() or 1), _quiet_worker) as pool:
-        return [r for part in pool.map(_make_chunk, jobs) for r in part]
+        return pool.map(fn, jobs)
+
+
+def generate_problems(n, split, seed, knobs=None, chunk=2000):
+    """n problems, made in parallel chunks."""
+    return [r for part in _in_workers(_make_chunk, _chunks(n, split, seed, knobs, chunk)) for r in part]
 
 
 def _quiet_worker():
@@ -114,18 +122,33 @@ def _quiet_worker():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def packed_rows(enc, problems, seq_len, part=1000):
-    """Pretraining rows: examples concatenated and cut into (x, y) of seq_len, loss on every token. Parts of
-    `part` examples are tokenized in threads (tiktoken releases the GIL), then joined in order."""
-    def encode(i):
-        ids = [t for r in problems[i:i + part] for t in encode_example(enc, r["question"], r["solution"])[0]]
-        return np.array(ids, dtype=np.int64)
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        stream = np.concatenate([np.zeros(0, np.int64), *pool.map(encode, range(0, len(problems), part))])
+def token_stream(enc, problems):
+    """The examples' ids one after another: prompt, solution and end token of each."""
+    ids = [t for r in problems for t in encode_example(enc, r["question"], r["solution"])[0]]
+    return np.array(ids, dtype=np.int32)
+
+
+def rows_of(stream, seq_len):
+    """A token stream cut into (x, y) rows of seq_len, y one token ahead, the loss on every token."""
     n = (len(stream) - 1) // seq_len
-    data = torch.from_numpy(stream[:n * seq_len + 1])
+    data = torch.from_numpy(stream[:n * seq_len + 1].astype(np.int64))
     x, y = data[:-1].view(n, seq_len), data[1:].view(n, seq_len)
     return x, y, torch.ones_like(x, dtype=torch.bool)
+
+
+def packed_rows(enc, problems, seq_len):
+    """Pretraining rows of these problems: the examples end to end, cut into rows of seq_len."""
+    return rows_of(token_stream(enc, problems), seq_len)
+
+
+def _corpus_chunk(job):
+    return token_stream(load_tokenizer(), _make_chunk(job))
+
+
+def corpus_rows(n, split, seed, knobs, seq_len, chunk=2000):
+    """packed_rows of generate_problems(n, ...), each chunk made and tokenized in a worker: the same rows,
+    with only token ids (not the problems' text) coming back from the workers."""
+    return rows_of(np.concatenate(_in_workers(_corpus_chunk, _chunks(n, split, seed, knobs, chunk))), seq_len)
 
 
 def batch_at(rows, step, batch_size, seed):
@@ -328,15 +351,13 @@ def main():
     check_resume(args, meta, cfg)   # a finished run, or one of other settings, says so before the corpus
 
     t0 = time.time()
-    problems = generate_problems(args.n_train, "train", args.seed, corpus)
-    t1 = time.time()
-    rows = packed_rows(enc, problems, cfg.max_seq_len)
-    val = packed_rows(enc, generate_problems(args.n_val, "val", args.seed, corpus), cfg.max_seq_len)
+    rows = corpus_rows(args.n_train, "train", args.seed, corpus, cfg.max_seq_len)
+    val = corpus_rows(args.n_val, "val", args.seed, corpus, cfg.max_seq_len)
     val_batches = [tuple(t[i:i + args.batch_size] for t in val)
                    for i in range(0, val[0].shape[0], args.batch_size)]
     n = rows[0].shape[0]
-    print(f"data: {n} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s: problems {t1 - t0:.1f}s, "
-          f"tokens {time.time() - t1:.1f}s); one epoch = {n / args.batch_size:.0f} steps")
+    print(f"data: {n} rows x {cfg.max_seq_len} tokens ({time.time() - t0:.1f}s); one epoch = "
+          f"{n / args.batch_size:.0f} steps")
     model = GPT(cfg)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, {cfg.n_layer} layers, {cfg.describe()}")
     t0 = time.time()

@@ -68,21 +68,21 @@ def small_run(out, crash_at=None, resume=False):
     return model
 
 
-@pytest.mark.parametrize("part", [1, 4, 1000])
-def test_packed_rows_are_the_examples_end_to_end(part):
-    """Threaded packing, in parts of any size, against the loop written out: every example's ids (prompt,
-    solution, end token) one after another, cut into rows of seq_len with y one token ahead of x."""
+def test_packed_rows_are_the_examples_end_to_end():
+    """packed_rows, and the corpus made and tokenized in worker processes (chunks of 4 problems: 3 workers'
+    jobs), against the loop written out: every example's ids (prompt, solution, end token) one after another,
+    cut into rows of seq_len with y one token ahead of x."""
     enc = load_tokenizer()
-    problems = make_problems(9, seed=3)
+    problems = pretrain.generate_problems(9, "train", 3, chunk=4)
     stream = []
     for r in problems:
         stream += encode_example(enc, r["question"], r["solution"])[0]
-    x, y, m = pretrain.packed_rows(enc, problems, 50, part=part)
     n = (len(stream) - 1) // 50
-    assert x.shape == (n, 50) and m.all()
-    for i in range(n):
-        assert x[i].tolist() == stream[i * 50:(i + 1) * 50]
-        assert y[i].tolist() == stream[i * 50 + 1:(i + 1) * 50 + 1]
+    for x, y, m in (pretrain.packed_rows(enc, problems, 50), pretrain.corpus_rows(9, "train", 3, {}, 50, chunk=4)):
+        assert x.shape == (n, 50) and x.dtype == torch.int64 and m.all()
+        for i in range(n):
+            assert x[i].tolist() == stream[i * 50:(i + 1) * 50]
+            assert y[i].tolist() == stream[i * 50 + 1:(i + 1) * 50 + 1]
 
 
 def test_resume_equals_the_uninterrupted_run(tmp_path):
@@ -201,8 +201,8 @@ def test_corpus_share_applies_to_pretraining_only(tmp_path, monkeypatch):
     """--corpus-wf-frac sets the window-friendly share of the pretraining corpus; the data record keeps
     --window-friendly-frac (what SFT writes) and the history says what the corpus held."""
     seen = []
-    real = pretrain.packed_rows
-    monkeypatch.setattr(pretrain, "packed_rows", lambda enc, probs, n: seen.append(probs) or real(enc, probs, n))
+    real = pretrain._make_chunk   # the corpus's problems, made in this process (one chunk each for train and val)
+    monkeypatch.setattr(pretrain, "_make_chunk", lambda job: seen.append(real(job)) or seen[-1])
     out = str(tmp_path / "base.pt")
     monkeypatch.setattr(sys, "argv", ["pretrain.py", "--preset", "smoke", "--n-train", "40", "--corpus-wf-frac", "1",
                                       "--window-friendly-frac", "0.1", "--out", out, "--device", "cpu"])
