@@ -136,18 +136,13 @@ def rows_of(stream, seq_len):
     return x, y, torch.ones_like(x, dtype=torch.bool)
 
 
-def packed_rows(enc, problems, seq_len):
-    """Pretraining rows of these problems: the examples end to end, cut into rows of seq_len."""
-    return rows_of(token_stream(enc, problems), seq_len)
-
-
 def _corpus_chunk(job):
     return token_stream(load_tokenizer(), _make_chunk(job))
 
 
 def corpus_rows(n, split, seed, knobs, seq_len, chunk=2000):
-    """packed_rows of generate_problems(n, ...), each chunk made and tokenized in a worker: the same rows,
-    with only token ids (not the problems' text) coming back from the workers."""
+    """Pretraining rows of generate_problems(n, ...): their examples end to end, cut into rows of seq_len. Each
+    chunk is made and tokenized in a worker, so only token ids (not the problems' text) come back."""
     return rows_of(np.concatenate(_in_workers(_corpus_chunk, _chunks(n, split, seed, knobs, chunk))), seq_len)
 
 

@@ -71,7 +71,8 @@ def step_args(out):
 def step_data():
     """Pretraining rows (every token in the loss) and SFT-like ones (a prompt out of the loss, of another
     length in each row: a rank's token mean is not the batch's)."""
-    x, y, m = (t[:4] for t in pretrain.packed_rows(load_tokenizer(), make_problems(8, seed=5), 64))
+    stream = pretrain.token_stream(load_tokenizer(), make_problems(8, seed=5))
+    x, y, m = (t[:4] for t in pretrain.rows_of(stream, 64))
     sft_mask = torch.arange(64)[None, :] >= torch.tensor([[4], [50], [20], [60]])
     return {"pretrain": (x, y, m), "sft": (x, y, sft_mask)}
 

@@ -57,7 +57,7 @@ def small_run(out, crash_at=None, resume=False):
     torch.manual_seed(0)
     enc = load_tokenizer()
     cfg = GPTConfig(vocab_size=1024, n_layer=1, n_head=2, n_kv_head=1, n_embd=32, max_seq_len=64, window=16)
-    rows = pretrain.packed_rows(enc, make_problems(6, seed=5), 64)
+    rows = pretrain.rows_of(pretrain.token_stream(enc, make_problems(6, seed=5)), 64)
 
     def get_batch(step):
         if step == crash_at:
@@ -68,17 +68,18 @@ def small_run(out, crash_at=None, resume=False):
     return model
 
 
-def test_packed_rows_are_the_examples_end_to_end():
-    """packed_rows, and the corpus made and tokenized in worker processes (chunks of 4 problems: 3 workers'
-    jobs), against the loop written out: every example's ids (prompt, solution, end token) one after another,
-    cut into rows of seq_len with y one token ahead of x."""
+def test_corpus_rows_are_the_examples_end_to_end():
+    """The corpus tokenized in this process and in worker processes (chunks of 4 problems: 3 workers' jobs),
+    against the loop written out: every example's ids (prompt, solution, end token) one after another, cut
+    into rows of seq_len with y one token ahead of x."""
     enc = load_tokenizer()
     problems = pretrain.generate_problems(9, "train", 3, chunk=4)
     stream = []
     for r in problems:
         stream += encode_example(enc, r["question"], r["solution"])[0]
     n = (len(stream) - 1) // 50
-    for x, y, m in (pretrain.packed_rows(enc, problems, 50), pretrain.corpus_rows(9, "train", 3, {}, 50, chunk=4)):
+    for x, y, m in (pretrain.rows_of(pretrain.token_stream(enc, problems), 50),
+                    pretrain.corpus_rows(9, "train", 3, {}, 50, chunk=4)):
         assert x.shape == (n, 50) and x.dtype == torch.int64 and m.all()
         for i in range(n):
             assert x[i].tolist() == stream[i * 50:(i + 1) * 50]
