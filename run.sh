@@ -108,8 +108,9 @@ dpy pretrain.py --preset "$preset" --seed "$seed" "${data[@]}" --out "$out/base.
 # checkpoint used to leave convert.json empty for good); the report is renamed into place when whole
 if [ $force = 1 ] || [ ! -f "$out/swa.pt" ] || [ ! -s "$out/convert.json" ]; then
   say "convert to SWA (the run's window, pattern $pattern, sinks $sinks)"
+  # --n-val 0: the base report below measures both models on the run's 1000 test problems
   "$PY" convert.py --init "$out/base.pt" --layer-pattern "$pattern" --sinks "$sinks" --out "$out/swa.pt" \
-    > "$out/convert.json.tmp$$"
+    --n-val 0 > "$out/convert.json.tmp$$"
   mv "$out/convert.json.tmp$$" "$out/convert.json"
   cat "$out/convert.json"
 fi
