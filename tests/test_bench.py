@@ -1,6 +1,8 @@
 """bench.py's smoke test (the CPU-sized run CI does), the CUDA-graph decoding against eager decoding, and the
 GRPO-step section (rlstep): forced lengths, the split of its timings, sampler == trainer on long rollouts."""
+import importlib.util
 import json
+import os
 import types
 
 import pytest
@@ -15,6 +17,22 @@ from model import GPT, GPTConfig
 from rl import make_batch, token_logprobs
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+
+def test_the_update_profile_times_each_attention_and_sorts_its_kernels(tmp_path):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "bench",
+                        "profile_update.py")
+    spec = importlib.util.spec_from_file_location("profile_update", path)
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    profile.main(["--quick", "--reps", "1", "--json", str(tmp_path / "p.json")])
+    rows = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert [r["attention"] for r in rows] == ["full", "sliding W=32"]
+    for r in rows:
+        assert r["tokens"] == r["rows"] * r["seq_len"] == 4 * 96
+        assert r["matmul_ms"] > 0 and abs(r["attention_ms"] + r["matmul_ms"] + r["other_ms"] - r["ms"]) < 0.05
+        assert [k["ms"] for k in r["top"]] == sorted((k["ms"] for k in r["top"]), reverse=True)
+    assert rows[0]["attention_ms"] > 0   # the CPU's SDPA kernel is found by name
 
 
 @pytest.mark.slow

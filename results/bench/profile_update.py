@@ -68,14 +68,14 @@ def profile(window, args, device, s):
                 top=[dict(kernel=name[:90], group=group_of(name), ms=round(ms, 3)) for name, ms in kernels[:12]])
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny model and rows, on the CPU")
     ap.add_argument("--seq-len", type=int, help="tokens per row (default 8192 + a 128-token prompt; --quick: 96)")
     ap.add_argument("--windows", help="full and/or sliding windows (default full,128; --quick full,32)")
     ap.add_argument("--reps", type=int, default=3, help="profiled forward+backward passes")
     ap.add_argument("--json", help="write the figures here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.seq_len = args.seq_len or (96 if args.quick else 8320)
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     s = rl_args(["--init", "(none)"])
