@@ -5,7 +5,9 @@ the README's table, the mean and spread over draws, and how many draws met each 
 
 Targets (greedy accuracy on the held-out test problems): SA + SFT >= 90%; the converted model and SWA + SFT
 each at least 40 points below SA + SFT; after RL the gap at most 0.2x the gap after SFT; the SWA model's
-far-dependency fraction (greedy) at least halved by RL. With several RL seeds, each seed's pair counts."""
+far-dependency fraction (greedy) at least halved by RL. With several RL seeds in a draw, its cells list each
+seed, then their mean ± sd; every seed's pair must meet the RL targets; the mean over draws takes the draw's
+mean."""
 import glob
 import json
 import os
@@ -26,10 +28,22 @@ def mean_sd(xs):
     return f"{100 * statistics.mean(xs):.1f} ± {100 * statistics.stdev(xs):.1f}%"
 
 
+def mean(xs):
+    return statistics.mean(xs) if xs else None
+
+
+def rl_cell(xs):
+    """One RL seed: its accuracy; several: each, then their mean ± sd (the spread RL itself adds)."""
+    if len(xs) < 2:
+        return " / ".join(map(pct, xs)) or "-"
+    return " / ".join(map(pct, xs)) + f" ({mean_sd(xs)})"
+
+
 def draw(path):
     """One draw's numbers, by row label; RL rows per seed."""
     rows = {r["label"]: r for r in json.load(open(path))["results"]}
-    seeds = sorted(label.split("seed ")[1].rstrip(")") for label in rows if label.startswith("SA + SFT + RL"))
+    seeds = sorted((label.split("seed ")[1].rstrip(")") for label in rows if label.startswith("SA + SFT + RL")),
+                   key=int)
     rl = [(rows[f"SA + SFT + RL (seed {s})"], rows[f"SWA + SFT + RL (seed {s})"]) for s in seeds]
     return rows, rl
 
@@ -64,11 +78,11 @@ def main(root):
                 rows["SWA + SFT"]["greedy_acc"]]
         sa_rl, swa_rl = [a["greedy_acc"] for a, _ in rl], [b["greedy_acc"] for _, b in rl]
         far = f"{pct(rows['SWA + SFT']['dep_far'])} -> " + " / ".join(pct(b["dep_far"]) for _, b in rl)
-        cells = [pct(v) for v in vals] + [" / ".join(map(pct, sa_rl)) or "-", " / ".join(map(pct, swa_rl)) or "-",
-                                          far]
+        cells = [pct(v) for v in vals] + [rl_cell(sa_rl), rl_cell(swa_rl), far]
         print(f"| {os.path.basename(os.path.dirname(path))} | " + " | ".join(cells) + " |")
-        for c, v in zip(cols, vals + [sa_rl, swa_rl]):
-            every[c] += v if isinstance(v, list) else [v]
+        # over draws, a draw with several RL seeds counts once, by its mean
+        for c, v in zip(cols, vals + [mean(sa_rl), mean(swa_rl)]):
+            every[c].append(v)
         for name, ok in targets(rows, rl).items():
             met[name] = met.get(name, 0) + ok
     n = len(paths)
