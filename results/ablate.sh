@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The ablation table of issue 12: variants of the SWA model of one recipe run, each SFT'd and GRPO'd like it.
 # B is a run folder of `run.sh` (or one base folder of results/wf50/recipe.sh): its base, its converted SWA
-# model, its SA + SFT, SWA + SFT and SWA + RL seed 0 are the baseline rows. The W variants start from a base
-# pretrained for their window (`pretrain.py --window W`: the corpus's window-friendly traces are written for
-# it), converted and fine-tuned like the SWA + SFT row, with that base's SA + SFT beside it; the others are
-# converted from B's base (sinks, a full layer in the pattern) or fine-tuned from B's converted model with
-# another window-friendly share of the SFT data. Each variant: SFT, one GRPO run (seed 0, the preset's
-# settings), eval.py (the preset's problems, greedy and 1 sample). Independent pipelines run in parallel;
-# every line resumes or skips what is done, so on the device (10-minute calls) the same command runs again
-# until it prints "ablate: done"; `python results/ablate_table.py O` then prints the table.
+# model, its SA + SFT, SWA + SFT and SWA + RL (rl_swa_s<S>.pt) are the baseline rows. The W variants start
+# from a base pretrained for their window (`pretrain.py --window W`: the corpus's window-friendly traces are
+# written for it), converted and fine-tuned like the SWA + SFT row, with that base's SA + SFT beside it; the
+# others are converted from B's base (sinks, a full layer in the pattern) or fine-tuned from B's converted
+# model with another window-friendly share of the SFT data. Each variant: SFT, one GRPO run (the baseline's
+# seed S, the preset's settings), eval.py (the preset's problems, greedy and 1 sample). Independent pipelines
+# run in parallel; every line resumes or skips what is done, so on the device (10-minute calls) the same
+# command runs again until it prints "ablate: done"; `python results/ablate_table.py O` prints the table.
+#   timeout 570 bash results/ablate.sh runs/finding/seed3 runs/abl35   # at the 35% corpus: still to run
 #   timeout 570 bash results/ablate.sh runs/wf50/s0 runs/abl50      # results/wf50/ablate/
 #   (at the 20% corpus, from runs/default: `git show ab9762d:results/h100/ablate2/`)
 #   OMP_NUM_THREADS=1 PRESET=cpu WINDOWS="32 128" PATTERN=SF bash results/ablate.sh runs/cpu0 runs/cpu_abl
@@ -19,6 +20,9 @@ set -uo pipefail
 trap 'trap - TERM; kill 0' TERM   # a timeout stops the whole pipeline, background jobs included
 export PYTHONUNBUFFERED=1
 B=$1 O=$2
+# the RL seed of B's baseline row (run.sh names its RL checkpoints rl_swa_s<seed>.pt): the variants' too
+S=$(ls $B/rl_swa_s*.pt 2>/dev/null | head -1 | sed 's/.*rl_swa_s\([0-9]*\)\.pt$/\1/')
+S=${S:-0}
 PRESET=${PRESET:-default} WINDOWS=${WINDOWS:-64 256} PATTERN=${PATTERN:-SSSF}
 mkdir -p $O
 t0=$(date +%s); t() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
@@ -31,7 +35,7 @@ variant() {   # name, the checkpoint its SFT starts from, sft.py's extra flags: 
   local v=$1 init=$2
   shift 2
   python sft.py --init $init --out $O/sft_$v.pt --resume "$@" >> $O/sft_$v.log 2>&1 &&
-    python rl.py --init $O/sft_$v.pt --seed 0 --out $O/rl_$v.pt --save-every 10 --resume >> $O/rl_$v.log 2>&1 &&
+    python rl.py --init $O/sft_$v.pt --seed $S --out $O/rl_$v.pt --save-every 10 --resume >> $O/rl_$v.log 2>&1 &&
     E $v $O/sft_$v.pt $O/rl_$v.pt
   t $v
 }
@@ -61,7 +65,7 @@ conv sink4 --sinks 4 &
 conv $(echo $PATTERN | tr SF sf) --layer-pattern $PATTERN &   # named by its pattern: sssf
 variant wf0 $B/swa.pt --window-friendly-frac 0 &
 variant wf005 $B/swa.pt --window-friendly-frac 0.05 &
-E swa $B/sft_sa.pt $B/sft_swa.pt $B/rl_swa_s0.pt &
+E swa $B/sft_sa.pt $B/sft_swa.pt $B/rl_swa_s$S.pt &
 wait
 t all
 cat $O/eval_*.md

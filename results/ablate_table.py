@@ -28,8 +28,8 @@ def main(out):
     print("|---|---|---|---|---|---|")
     base = results(os.path.join(out, "eval_swa.json"))
     window = base["sft_swa"]["attention"]
-    print(row(f"baseline, {window} (SA + SFT {pct(base['sft_sa']['greedy_acc'])})", base["sft_swa"],
-              base["rl_swa_s0"]))
+    rl = next(v for k, v in base.items() if k.startswith("rl_swa_s"))   # the run's RL seed
+    print(row(f"baseline, {window} (SA + SFT {pct(base['sft_sa']['greedy_acc'])})", base["sft_swa"], rl))
     for path in sorted(glob.glob(os.path.join(out, "eval_*.json"))):
         v = os.path.basename(path)[5:-5]
         if v == "swa" or v.startswith("sa_"):
