@@ -14,9 +14,8 @@ import os
 import statistics
 import sys
 
-
-def pct(x):
-    return "-" if x is None else f"{100 * x:.1f}%"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from report import pct   # noqa: E402  the results table's own percent format
 
 
 def mean_sd(xs):
